@@ -1,0 +1,215 @@
+//! The invariant CRC (IBTA Annex A17.3.3), bit-exact with Linux rxe (`rxe_icrc.c`).
+//!
+//! The ICRC is CRC-32 (the Ethernet/zlib polynomial, reflected) over
+//!
+//! ```text
+//! 8 x 0xFF (stands for the LRH) | IP header, masked | UDP header, masked | BTH, masked | rest
+//! ```
+//!
+//! where "masked" sets to all ones: IPv4 TOS, TTL and header checksum; IPv6 traffic class, flow
+//! label and hop limit; the UDP checksum; and the BTH byte holding FECN, BECN and the reserved
+//! bits. "rest" is the extension headers, the payload and the pad. The result is stored
+//! little-endian in the last four bytes of the UDP payload (zlib's CRC value, byte for byte).
+//!
+//! Two CRC engines give the same answer: [`soft`], table-driven and pure `core`, and, with the
+//! `fast-crc` feature (default), `crc32fast`, which uses PCLMULQDQ / ARMv8 CRC instructions when the
+//! CPU has them (detected at run time with `std`, at compile time without).
+
+use crate::error::{Error, Result};
+use crate::{bth, ipv4, ipv6, udp};
+
+/// Length of the ICRC trailer.
+pub const ICRC_LEN: usize = 4;
+
+const POLY: u32 = 0xedb8_8320;
+
+const fn make_tables() -> [[u32; 256]; 8] {
+    let mut t = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+            k += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 256 {
+        let mut s = 1;
+        while s < 8 {
+            let prev = t[s - 1][i];
+            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            s += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+static TABLES: [[u32; 256]; 8] = make_tables();
+
+/// The table-driven CRC-32 (slice-by-8), pure `core`: the reference the fast engine is tested
+/// against, and the engine of builds without `fast-crc`.
+pub mod soft {
+    use super::TABLES;
+
+    /// Continues zlib's `crc32(crc, data)`: pass 0 to start, or a previous result to chain.
+    pub fn crc32(crc: u32, data: &[u8]) -> u32 {
+        let mut r = !crc;
+        let mut chunks = data.chunks_exact(8);
+        for c in &mut chunks {
+            let lo = r ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            r = TABLES[7][(lo & 0xff) as usize]
+                ^ TABLES[6][((lo >> 8) & 0xff) as usize]
+                ^ TABLES[5][((lo >> 16) & 0xff) as usize]
+                ^ TABLES[4][(lo >> 24) as usize]
+                ^ TABLES[3][c[4] as usize]
+                ^ TABLES[2][c[5] as usize]
+                ^ TABLES[1][c[6] as usize]
+                ^ TABLES[0][c[7] as usize];
+        }
+        for &b in chunks.remainder() {
+            r = (r >> 8) ^ TABLES[0][((r ^ u32::from(b)) & 0xff) as usize];
+        }
+        !r
+    }
+}
+
+/// Continues zlib's `crc32(crc, data)` with the fastest engine this build has.
+#[inline]
+pub fn crc32(crc: u32, data: &[u8]) -> u32 {
+    #[cfg(feature = "fast-crc")]
+    {
+        let mut h = crc32fast::Hasher::new_with_initial(crc);
+        h.update(data);
+        h.finalize()
+    }
+    #[cfg(not(feature = "fast-crc"))]
+    {
+        soft::crc32(crc, data)
+    }
+}
+
+/// Which CRC engine [`crc32`] uses in this build: `"crc32fast"` or `"soft"`.
+pub const ENGINE: &str = if cfg!(feature = "fast-crc") {
+    "crc32fast"
+} else {
+    "soft"
+};
+
+const fn const_crc32(data: &[u8]) -> u32 {
+    let mut r = !0u32;
+    let mut i = 0;
+    while i < data.len() {
+        r = (r >> 8) ^ TABLES_CONST[((r ^ data[i] as u32) & 0xff) as usize];
+        i += 1;
+    }
+    !r
+}
+const TABLES_CONST: [u32; 256] = make_tables()[0];
+
+/// CRC of the eight 0xFF bytes that stand for the LRH; every ICRC continues from it.
+/// (Linux keeps the raw register instead: `!LRH_CRC == 0xdebb20e3`.)
+pub const LRH_CRC: u32 = const_crc32(&[0xff; 8]);
+
+/// Largest masked prefix: IPv6 header, UDP header and BTH.
+const MAX_PREFIX: usize = ipv6::HEADER_LEN + udp::HEADER_LEN + bth::HEADER_LEN;
+
+/// Computes the ICRC of a RoCEv2 packet from its raw parts.
+///
+/// `ip_header` is the 20-byte IPv4 or 40-byte IPv6 header as on the wire, `udp_header` the 8-byte
+/// UDP header, and `transport` the UDP payload from the BTH up to (not including) the ICRC. Only
+/// the first byte of `ip_header` decides the version.
+pub fn compute(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<u32> {
+    let ip_len = match ip_header.first().map(|b| b >> 4) {
+        Some(4) => ipv4::HEADER_LEN,
+        Some(6) => ipv6::HEADER_LEN,
+        Some(v) => return Err(Error::BadIpVersion(v)),
+        None => return Err(Error::Truncated { needed: 1, got: 0 }),
+    };
+    crate::error::check_len(ip_header, ip_len)?;
+    crate::error::check_len(udp_header, udp::HEADER_LEN)?;
+    crate::error::check_len(transport, bth::HEADER_LEN)?;
+
+    let mut prefix = [0u8; MAX_PREFIX];
+    let n = ip_len + udp::HEADER_LEN + bth::HEADER_LEN;
+    prefix[..ip_len].copy_from_slice(&ip_header[..ip_len]);
+    if ip_len == ipv4::HEADER_LEN {
+        prefix[ipv4::field::TOS] = 0xff;
+        prefix[ipv4::field::TTL] = 0xff;
+        prefix[ipv4::field::CHECKSUM].fill(0xff);
+    } else {
+        // Keep the version nibble; traffic class and flow label become all ones.
+        prefix[0] |= 0x0f;
+        prefix[1..4].fill(0xff);
+        prefix[ipv6::HOP_LIMIT_OFFSET] = 0xff;
+    }
+    let u = &mut prefix[ip_len..ip_len + udp::HEADER_LEN];
+    u.copy_from_slice(&udp_header[..udp::HEADER_LEN]);
+    u[udp::field::CHECKSUM].fill(0xff);
+    let b = &mut prefix[ip_len + udp::HEADER_LEN..n];
+    b.copy_from_slice(&transport[..bth::HEADER_LEN]);
+    b[bth::FB_RESV_OFFSET] = 0xff;
+
+    let crc = crc32(LRH_CRC, &prefix[..n]);
+    Ok(crc32(crc, &transport[bth::HEADER_LEN..]))
+}
+
+/// Reads the ICRC stored at the end of a UDP payload.
+pub fn received(udp_payload: &[u8]) -> Option<u32> {
+    let n = udp_payload.len().checked_sub(ICRC_LEN)?;
+    let b = &udp_payload[n..];
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lrh_constant_matches_linux_seed() {
+        assert_eq!(!LRH_CRC, 0xdebb_20e3);
+    }
+
+    #[test]
+    fn soft_engine_matches_the_check_value() {
+        assert_eq!(soft::crc32(0, b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(0, b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn chaining_equals_one_shot() {
+        let data: [u8; 100] = core::array::from_fn(|i| (i * 7) as u8);
+        let one = soft::crc32(0, &data);
+        for split in 0..data.len() {
+            assert_eq!(
+                soft::crc32(soft::crc32(0, &data[..split]), &data[split..]),
+                one
+            );
+            assert_eq!(crc32(crc32(0, &data[..split]), &data[split..]), one);
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_ip_versions_and_short_parts() {
+        assert_eq!(
+            compute(&[0x50; 20], &[0; 8], &[0; 12]).unwrap_err(),
+            Error::BadIpVersion(5)
+        );
+        assert!(matches!(
+            compute(&[0x45; 19], &[0; 8], &[0; 12]),
+            Err(Error::Truncated { .. })
+        ));
+        assert!(matches!(
+            compute(&[0x45; 20], &[0; 8], &[0; 11]),
+            Err(Error::Truncated { .. })
+        ));
+        assert!(matches!(
+            compute(&[], &[0; 8], &[0; 12]),
+            Err(Error::Truncated { .. })
+        ));
+    }
+}

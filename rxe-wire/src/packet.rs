@@ -1,0 +1,246 @@
+//! A whole RoCEv2 packet from the IP header to the ICRC, and the same inside an Ethernet frame.
+
+use crate::error::{Error, NotRoce, Result};
+use crate::ethernet::{self, IpVersion};
+use crate::icrc::{self, ICRC_LEN};
+use crate::roce::RoceRepr;
+use crate::{checksum, ipv4, ipv6, udp};
+
+/// The IP header of a RoCEv2 packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpRepr {
+    /// RoCEv2 over IPv4 (IPv4-mapped GIDs).
+    V4(ipv4::Repr),
+    /// RoCEv2 over IPv6.
+    V6(ipv6::Repr),
+}
+
+impl IpRepr {
+    /// Length of the IP header.
+    pub const fn header_len(&self) -> usize {
+        match self {
+            IpRepr::V4(_) => ipv4::HEADER_LEN,
+            IpRepr::V6(_) => ipv6::HEADER_LEN,
+        }
+    }
+    /// The IP version.
+    pub const fn version(&self) -> IpVersion {
+        match self {
+            IpRepr::V4(_) => IpVersion::V4,
+            IpRepr::V6(_) => IpVersion::V6,
+        }
+    }
+    fn pseudo_header_sum(&self, udp_len: u16) -> u32 {
+        match self {
+            IpRepr::V4(r) => r.pseudo_header_sum(udp_len),
+            IpRepr::V6(r) => r.pseudo_header_sum(udp_len),
+        }
+    }
+}
+
+/// Which checks [`RoceV2Repr::parse_with`] runs. [`Checks::ALL`] is what a receiver wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Checks {
+    /// Verify the IPv4 header checksum.
+    pub ip_checksum: bool,
+    /// Verify the UDP checksum when it is non-zero.
+    pub udp_checksum: bool,
+    /// Verify the ICRC.
+    pub icrc: bool,
+    /// The UDP destination port that marks RoCEv2 (4791 unless a test moves it).
+    pub udp_port: u16,
+}
+
+impl Checks {
+    /// Every check, on port 4791.
+    pub const ALL: Checks = Checks {
+        ip_checksum: true,
+        udp_checksum: true,
+        icrc: true,
+        udp_port: udp::ROCE_PORT,
+    };
+    /// Only structure: no checksum or ICRC verification (for tools showing broken frames).
+    pub const STRUCTURE_ONLY: Checks = Checks {
+        ip_checksum: false,
+        udp_checksum: false,
+        icrc: false,
+        udp_port: udp::ROCE_PORT,
+    };
+}
+
+impl Default for Checks {
+    fn default() -> Checks {
+        Checks::ALL
+    }
+}
+
+/// A RoCEv2 packet: IP header, UDP header and the transport packet with its ICRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoceV2Repr<'a> {
+    /// IP header.
+    pub ip: IpRepr,
+    /// UDP header.
+    pub udp: udp::Repr,
+    /// BTH, extension headers and payload.
+    pub roce: RoceRepr<'a>,
+}
+
+impl<'a> RoceV2Repr<'a> {
+    /// Parses an IP packet with every check, the ICRC included.
+    pub fn parse(ip_packet: &'a [u8]) -> Result<RoceV2Repr<'a>> {
+        RoceV2Repr::parse_with(ip_packet, &Checks::ALL)
+    }
+
+    /// Parses an IP packet with the chosen checks.
+    pub fn parse_with(ip_packet: &'a [u8], checks: &Checks) -> Result<RoceV2Repr<'a>> {
+        let (ip, ip_payload) = match ip_packet.first().map(|b| b >> 4) {
+            Some(4) => {
+                let (r, p) = ipv4::Repr::parse(ip_packet, checks.ip_checksum)?;
+                (IpRepr::V4(r), p)
+            }
+            Some(6) => {
+                let (r, p) = ipv6::Repr::parse(ip_packet)?;
+                (IpRepr::V6(r), p)
+            }
+            Some(v) => return Err(Error::BadIpVersion(v)),
+            None => {
+                return Err(Error::Truncated {
+                    needed: ipv4::HEADER_LEN,
+                    got: 0,
+                })
+            }
+        };
+        let (udp, udp_csum, udp_payload) = udp::Repr::parse(ip_payload, checks.udp_port)?;
+        let roce = RoceRepr::parse(udp_payload)?;
+        if checks.udp_checksum && udp_csum != 0 {
+            // ip_payload is the whole UDP datagram; its length was checked to fit u16.
+            let len = ip_payload.len() as u16;
+            if checksum::sum(ip.pseudo_header_sum(len), ip_payload) != 0xffff {
+                return Err(Error::BadUdpChecksum);
+            }
+        }
+        if checks.icrc {
+            let ip_len = ip.header_len();
+            let end = udp_payload.len() - ICRC_LEN;
+            let computed = icrc::compute(
+                &ip_packet[..ip_len],
+                &ip_payload[..udp::HEADER_LEN],
+                &udp_payload[..end],
+            )?;
+            let received = icrc::received(udp_payload).unwrap_or(0);
+            if computed != received {
+                return Err(Error::IcrcMismatch { computed, received });
+            }
+        }
+        Ok(RoceV2Repr { ip, udp, roce })
+    }
+
+    /// Length of the IP packet: IP and UDP headers, transport headers, payload, pad and ICRC.
+    pub fn buffer_len(&self) -> usize {
+        self.ip.header_len() + udp::HEADER_LEN + self.roce.buffer_len()
+    }
+
+    /// Writes the IP packet with its IPv4 checksum, ICRC and (if `udp.checksum`) UDP checksum;
+    /// returns [`buffer_len`](Self::buffer_len). Nothing is written on error.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        let len = self.buffer_len();
+        if buf.len() < len {
+            return Err(Error::BufferTooSmall { required: len });
+        }
+        let ip_len = self.ip.header_len();
+        let udp_len = len - ip_len;
+        if udp_len > usize::from(u16::MAX) {
+            return Err(Error::FieldOverflow);
+        }
+        let buf = &mut buf[..len];
+        // The transport part first: it validates the opcode layout before anything else is written.
+        self.roce.emit(&mut buf[ip_len + udp::HEADER_LEN..])?;
+        match &self.ip {
+            IpRepr::V4(r) => r.emit(buf, udp_len)?,
+            IpRepr::V6(r) => r.emit(buf, udp_len)?,
+        }
+        self.udp
+            .emit(&mut buf[ip_len..], udp_len - udp::HEADER_LEN)?;
+        let (head, rest) = buf.split_at_mut(ip_len);
+        let (udp_hdr, transport) = rest.split_at_mut(udp::HEADER_LEN);
+        let t_end = transport.len() - ICRC_LEN;
+        let crc = icrc::compute(head, udp_hdr, &transport[..t_end])?;
+        transport[t_end..].copy_from_slice(&crc.to_le_bytes());
+        if self.udp.checksum {
+            let acc = self.ip.pseudo_header_sum(udp_len as u16);
+            let acc = checksum::sum(checksum::sum(acc, udp_hdr), transport);
+            let c = match checksum::finish(acc) {
+                0 => 0xffff,
+                c => c,
+            };
+            udp_hdr[udp::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+        }
+        Ok(len)
+    }
+}
+
+/// A RoCEv2 packet inside an Ethernet II frame (optionally VLAN-tagged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameRepr<'a> {
+    /// Ethernet header.
+    pub eth: ethernet::Repr,
+    /// The IP packet.
+    pub packet: RoceV2Repr<'a>,
+}
+
+impl<'a> FrameRepr<'a> {
+    /// Parses an Ethernet frame (no FCS) with every check.
+    pub fn parse(frame: &'a [u8]) -> Result<FrameRepr<'a>> {
+        FrameRepr::parse_with(frame, &Checks::ALL)
+    }
+
+    /// Parses an Ethernet frame with the chosen checks. Trailing Ethernet padding is ignored.
+    pub fn parse_with(frame: &'a [u8], checks: &Checks) -> Result<FrameRepr<'a>> {
+        let (eth, off) = ethernet::Repr::parse(frame)?;
+        let ip = &frame[off..];
+        let version = ip.first().map_or(0, |b| b >> 4);
+        let expected = match eth.ip_version {
+            IpVersion::V4 => 4,
+            IpVersion::V6 => 6,
+        };
+        if !ip.is_empty() && version != expected {
+            return Err(Error::BadIpVersion(version));
+        }
+        let packet = RoceV2Repr::parse_with(ip, checks)?;
+        Ok(FrameRepr { eth, packet })
+    }
+
+    /// Length of the frame without FCS.
+    pub fn buffer_len(&self) -> usize {
+        self.eth.header_len() + self.packet.buffer_len()
+    }
+
+    /// Writes the frame; returns [`buffer_len`](Self::buffer_len). Nothing is written on error.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        if self.eth.ip_version != self.packet.ip.version() {
+            return Err(Error::BadIpVersion(match self.packet.ip.version() {
+                IpVersion::V4 => 4,
+                IpVersion::V6 => 6,
+            }));
+        }
+        let len = self.buffer_len();
+        if buf.len() < len {
+            return Err(Error::BufferTooSmall { required: len });
+        }
+        let h = self.eth.header_len();
+        self.packet.emit(&mut buf[h..len])?;
+        self.eth.emit(buf)?;
+        Ok(len)
+    }
+}
+
+/// Returns whether an error means "this is not a RoCEv2 frame" rather than "a broken one".
+pub const fn is_not_roce(e: &Error) -> bool {
+    matches!(e, Error::NotRoce(_))
+}
+
+impl From<NotRoce> for Error {
+    fn from(n: NotRoce) -> Error {
+        Error::NotRoce(n)
+    }
+}
