@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use rxe_wire::{ethernet, is_not_roce, Checks, Error, FrameRepr, IpRepr, RoceV2Repr};
+use rxe_wire::{ethernet, Checks, Error, FrameRepr, IpRepr, RoceV2Repr};
 
 use crate::capture::{Frame, LinkType};
 
@@ -66,24 +66,34 @@ impl From<io::Error> for DumpError {
     }
 }
 
-/// Where the IP packet starts in a frame, or `None` if the frame does not carry IP.
-fn ip_packet(frame: &Frame) -> Result<Option<(Option<ethernet::Repr>, &[u8])>, DumpError> {
+/// The IP packet of a frame, with the Ethernet header it came in (if any).
+struct IpView<'a> {
+    eth: Option<ethernet::Repr>,
+    ip: &'a [u8],
+}
+
+/// Finds the IP packet in a frame, or `None` if the frame does not carry IP.
+fn ip_packet(frame: &Frame) -> Result<Option<IpView<'_>>, DumpError> {
     let d = &frame.data[..];
     match frame.link {
         LinkType::Ethernet => match ethernet::Repr::parse(d) {
-            Ok((eth, off)) => Ok(Some((Some(eth), &d[off..]))),
+            Ok((eth, off)) => Ok(Some(IpView {
+                eth: Some(eth),
+                ip: &d[off..],
+            })),
             Err(_) => Ok(None),
         },
-        LinkType::RawIp => Ok(Some((None, d))),
+        LinkType::RawIp => Ok(Some(IpView { eth: None, ip: d })),
         LinkType::LinuxSll => {
             const SLL_LEN: usize = 16;
             if d.len() < SLL_LEN {
                 return Ok(None);
             }
             match u16::from_be_bytes([d[14], d[15]]) {
-                ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6 => {
-                    Ok(Some((None, &d[SLL_LEN..])))
-                }
+                ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6 => Ok(Some(IpView {
+                    eth: None,
+                    ip: &d[SLL_LEN..],
+                })),
                 _ => Ok(None),
             }
         }
@@ -174,7 +184,7 @@ pub fn dump(frames: &[Frame], out: &mut impl Write) -> Result<Summary, DumpError
     };
     for (i, frame) in frames.iter().enumerate() {
         let n = i + 1;
-        let Some((eth, ip)) = ip_packet(frame)? else {
+        let Some(IpView { eth, ip }) = ip_packet(frame)? else {
             continue;
         };
         let structure = match eth {
@@ -185,7 +195,7 @@ pub fn dump(frames: &[Frame], out: &mut impl Write) -> Result<Summary, DumpError
         };
         let packet = match structure {
             Ok(p) => p,
-            Err(e) if is_not_roce(&e) => continue,
+            Err(e) if e.is_not_roce() => continue,
             Err(e) => {
                 sum.roce += 1;
                 sum.malformed += 1;

@@ -138,7 +138,7 @@ pub fn frames() -> Result<Vec<Vec<u8>>, Error> {
                     psn: Psn::new(0x00ff_fff0u32.wrapping_add(i * 37)),
                 };
                 let ip = if ipv6 {
-                    v6(i * 4099 & 0xf_ffff, (i % 4) as u8 * 0x20)
+                    v6((i * 4099) & 0xf_ffff, (i % 4) as u8 * 0x20)
                 } else {
                     v4(i as u16, 0)
                 };

@@ -160,6 +160,19 @@ impl fmt::Display for Unsupported {
     }
 }
 
+impl Error {
+    /// Whether the error means "this frame is not RoCEv2" (skip it) rather than "a broken one".
+    pub const fn is_not_roce(&self) -> bool {
+        matches!(self, Error::NotRoce(_))
+    }
+}
+
+impl From<NotRoce> for Error {
+    fn from(n: NotRoce) -> Error {
+        Error::NotRoce(n)
+    }
+}
+
 impl core::error::Error for Error {}
 
 /// The result type of this crate.

@@ -59,7 +59,11 @@
 //! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(
+    missing_docs,
+    clippy::std_instead_of_core,
+    clippy::alloc_instead_of_core
+)]
 
 pub mod aeth;
 pub mod atmack;
@@ -86,7 +90,7 @@ pub use error::{Error, NotRoce, Result, Unsupported};
 pub use ethernet::{IpVersion, MacAddr};
 pub use immdt::ImmDt;
 pub use opcode::{HeaderSet, Opcode, OpcodeInfo, Operation, PayloadRule, Position, Transport};
-pub use packet::{is_not_roce, Checks, FrameRepr, IpRepr, RoceV2Repr};
+pub use packet::{Checks, FrameRepr, IpRepr, RoceV2Repr};
 pub use roce::{pad_for, ExtHeaders, RoceRepr};
 pub use types::{Msn, PKey, Psn, QKey, Qpn, Rkey};
 

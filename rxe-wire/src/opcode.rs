@@ -56,7 +56,7 @@ bitflags! {
 
 impl HeaderSet {
     /// Total length in bytes of the extension headers in the set.
-    pub const fn len(self) -> usize {
+    pub const fn byte_len(self) -> usize {
         let b = self.bits();
         let mut n = 0;
         if b & HeaderSet::DETH.bits() != 0 {
@@ -158,7 +158,7 @@ pub struct OpcodeInfo {
 impl OpcodeInfo {
     /// Length of BTH plus extension headers.
     pub const fn header_len(&self) -> usize {
-        bth::HEADER_LEN + self.headers.len()
+        bth::HEADER_LEN + self.headers.byte_len()
     }
     /// Whether the opcode starts a message (FIRST or ONLY).
     pub const fn is_start(&self) -> bool {

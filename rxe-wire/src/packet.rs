@@ -1,6 +1,6 @@
 //! A whole RoCEv2 packet from the IP header to the ICRC, and the same inside an Ethernet frame.
 
-use crate::error::{Error, NotRoce, Result};
+use crate::error::{Error, Result};
 use crate::ethernet::{self, IpVersion};
 use crate::icrc::{self, ICRC_LEN};
 use crate::roce::RoceRepr;
@@ -30,6 +30,26 @@ impl IpRepr {
             IpRepr::V6(_) => IpVersion::V6,
         }
     }
+    /// Computes the ICRC of a transport packet (`transport`: BTH up to, not including, the ICRC)
+    /// sent with this IP header and `udp`, without needing the headers' bytes: for hosts that
+    /// send through UDP sockets and never see the IP header (it is rebuilt here from the `Repr`,
+    /// so for IPv4 the `ident` must be what the kernel put on the wire).
+    pub fn icrc(&self, udp: &udp::Repr, transport: &[u8]) -> Result<u32> {
+        let mut hdr = [0u8; ipv6::HEADER_LEN + udp::HEADER_LEN];
+        let ip_len = self.header_len();
+        let udp_len = udp::HEADER_LEN + transport.len() + ICRC_LEN;
+        match self {
+            IpRepr::V4(r) => r.emit(&mut hdr, udp_len)?,
+            IpRepr::V6(r) => r.emit(&mut hdr, udp_len)?,
+        }
+        udp.emit(&mut hdr[ip_len..], udp_len - udp::HEADER_LEN)?;
+        icrc::compute(
+            &hdr[..ip_len],
+            &hdr[ip_len..ip_len + udp::HEADER_LEN],
+            transport,
+        )
+    }
+
     fn pseudo_header_sum(&self, udp_len: u16) -> u32 {
         match self {
             IpRepr::V4(r) => r.pseudo_header_sum(udp_len),
@@ -231,16 +251,5 @@ impl<'a> FrameRepr<'a> {
         self.packet.emit(&mut buf[h..len])?;
         self.eth.emit(buf)?;
         Ok(len)
-    }
-}
-
-/// Returns whether an error means "this is not a RoCEv2 frame" rather than "a broken one".
-pub const fn is_not_roce(e: &Error) -> bool {
-    matches!(e, Error::NotRoce(_))
-}
-
-impl From<NotRoce> for Error {
-    fn from(n: NotRoce) -> Error {
-        Error::NotRoce(n)
     }
 }

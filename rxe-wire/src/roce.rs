@@ -43,9 +43,9 @@ impl ExtHeaders {
         s
     }
 
-    /// Parses the headers of `set` from `buf`, which must hold `set.len()` bytes.
+    /// Parses the headers of `set` from `buf`, which must hold `set.byte_len()` bytes.
     fn parse(set: HeaderSet, buf: &[u8]) -> Result<ExtHeaders> {
-        check_len(buf, set.len())?;
+        check_len(buf, set.byte_len())?;
         let mut e = ExtHeaders::default();
         let mut off = 0;
         if set.contains(HeaderSet::DETH) {
@@ -86,7 +86,7 @@ impl ExtHeaders {
         Ok(e)
     }
 
-    /// Writes the headers present into `buf` (exactly `header_set().len()` bytes) in wire order.
+    /// Writes the headers present into `buf` (exactly `header_set().byte_len()` bytes) in wire order.
     fn emit(&self, buf: &mut [u8]) {
         let mut off = 0;
         if let Some(h) = &self.deth {
@@ -202,7 +202,7 @@ impl<'a> RoceRepr<'a> {
 
     /// Length of BTH and extension headers.
     pub fn header_len(&self) -> usize {
-        bth::HEADER_LEN + self.ext.header_set().len()
+        bth::HEADER_LEN + self.ext.header_set().byte_len()
     }
 
     /// Length of the whole UDP payload: headers, payload, pad and ICRC.

@@ -3,13 +3,13 @@
 
 mod common;
 
-use rxe_wire::{is_not_roce, Checks, Error, FrameRepr, IpRepr, Opcode};
+use rxe_wire::{Checks, Error, FrameRepr, IpRepr, Opcode};
 
 /// Frames of `host_to_guest_udp4791.pcap` that are deliberately not RoCE: ARP, ICMP, and three
 /// 'hello-rxe' UDP datagrams to port 4791 (junk that must give a typed error, whichever).
 fn expected_failure(name: &str, frame: &[u8], e: &Error) -> bool {
     name == "host_to_guest_udp4791.pcap"
-        && (is_not_roce(e) || frame.windows(9).any(|w| w == b"hello-rxe"))
+        && (e.is_not_roce() || frame.windows(9).any(|w| w == b"hello-rxe"))
 }
 
 #[test]
@@ -148,4 +148,21 @@ fn a_corrupted_payload_reports_the_icrc_values() {
     }
     // Structure-only parsing still shows the packet.
     assert!(FrameRepr::parse_with(&frame, &Checks::STRUCTURE_ONLY).is_ok());
+}
+
+#[test]
+fn icrc_from_header_reprs_matches_the_wire() {
+    // What a UDP-socket host does: it knows the headers as Reprs, never as bytes.
+    for path in common::captures() {
+        for frame in common::frames(&path) {
+            let Ok(f) = FrameRepr::parse(&frame) else {
+                continue;
+            };
+            let p = f.packet;
+            let udp_payload = &frame[frame.len() - p.roce.buffer_len()..];
+            let (transport, icrc) = udp_payload.split_at(udp_payload.len() - 4);
+            let computed = p.ip.icrc(&p.udp, transport).expect("icrc");
+            assert_eq!(computed.to_le_bytes(), icrc, "{}", path.display());
+        }
+    }
 }
