@@ -16,6 +16,7 @@ fn expected_failure(name: &str, frame: &[u8], e: &Error) -> bool {
 fn every_captured_frame_parses_verifies_and_re_emits_identically() {
     let mut roce = 0;
     let mut ipv6 = 0;
+    let mut pads = std::collections::BTreeSet::new();
     let mut opcodes = std::collections::BTreeSet::new();
     for path in common::captures() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -28,6 +29,9 @@ fn every_captured_frame_parses_verifies_and_re_emits_identically() {
             roce += 1;
             ipv6 += usize::from(matches!(repr.packet.ip, IpRepr::V6(_)));
             opcodes.insert(repr.packet.roce.bth.opcode);
+            if repr.packet.roce.bth.pad_count != 0 {
+                pads.insert(repr.packet.roce.bth.pad_count);
+            }
             assert_eq!(repr.buffer_len(), frame.len(), "{name} frame {}", i + 1);
             let mut out = vec![0xa5u8; frame.len()];
             assert_eq!(repr.emit(&mut out), Ok(frame.len()));
@@ -39,9 +43,11 @@ fn every_captured_frame_parses_verifies_and_re_emits_identically() {
             );
         }
     }
-    // 612 RoCE frames in the interop harness's captures (README-linux-captures.txt), 458 in ours
-    // (README-rxe-captures.txt).
-    assert_eq!(roce, 612 + 458);
+    // 612 RoCE frames in the interop harness's captures (README-linux-captures.txt), 458 + 194 in
+    // ours (README-rxe-captures.txt, README-pad-captures.txt).
+    assert_eq!(roce, 612 + 458 + 194);
+    // Linux pads to 4 bytes with zeros; emit(parse()) == frame proves ours does the same.
+    assert_eq!(pads, [1, 2, 3].into_iter().collect());
     assert_eq!(ipv6, 18 + 6 + 25 + 15 + 10);
     for op in [
         Opcode::RC_SEND_FIRST,
