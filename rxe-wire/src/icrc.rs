@@ -81,15 +81,48 @@ pub mod soft {
 /// Continues zlib's `crc32(crc, data)` with the fastest engine this build has.
 #[inline]
 pub fn crc32(crc: u32, data: &[u8]) -> u32 {
+    let mut c = Crc32::new(crc);
+    c.update(data);
+    c.finalize()
+}
+
+/// A running CRC-32 on the fastest engine of this build (one CPU-feature check per packet).
+#[derive(Clone)]
+pub struct Crc32 {
     #[cfg(feature = "fast-crc")]
-    {
-        let mut h = crc32fast::Hasher::new_with_initial(crc);
-        h.update(data);
-        h.finalize()
-    }
+    hasher: crc32fast::Hasher,
     #[cfg(not(feature = "fast-crc"))]
-    {
-        soft::crc32(crc, data)
+    crc: u32,
+}
+
+impl Crc32 {
+    /// Starts from `crc`, a previous zlib CRC value (0 for none).
+    #[inline]
+    pub fn new(crc: u32) -> Crc32 {
+        Crc32 {
+            #[cfg(feature = "fast-crc")]
+            hasher: crc32fast::Hasher::new_with_initial(crc),
+            #[cfg(not(feature = "fast-crc"))]
+            crc,
+        }
+    }
+    /// Adds `data`.
+    #[inline]
+    pub fn update(&mut self, data: &[u8]) {
+        #[cfg(feature = "fast-crc")]
+        self.hasher.update(data);
+        #[cfg(not(feature = "fast-crc"))]
+        {
+            self.crc = soft::crc32(self.crc, data);
+        }
+    }
+    /// Returns the zlib CRC value of everything added.
+    #[inline]
+    pub fn finalize(self) -> u32 {
+        #[cfg(feature = "fast-crc")]
+        return self.hasher.finalize();
+        #[cfg(not(feature = "fast-crc"))]
+        return self.crc;
     }
 }
 
@@ -154,8 +187,10 @@ pub fn compute(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<
     b.copy_from_slice(&transport[..bth::HEADER_LEN]);
     b[bth::FB_RESV_OFFSET] = 0xff;
 
-    let crc = crc32(LRH_CRC, &prefix[..n]);
-    Ok(crc32(crc, &transport[bth::HEADER_LEN..]))
+    let mut crc = Crc32::new(LRH_CRC);
+    crc.update(&prefix[..n]);
+    crc.update(&transport[bth::HEADER_LEN..]);
+    Ok(crc.finalize())
 }
 
 /// Reads the ICRC stored at the end of a UDP payload.

@@ -54,36 +54,50 @@ bitflags! {
     }
 }
 
+/// Lengths of the headers, in wire order (the order of the `HeaderSet` bits).
+const HEADER_LENS: [usize; 8] = [
+    deth::HEADER_LEN,
+    feth::HEADER_LEN,
+    reth::HEADER_LEN,
+    aeth::HEADER_LEN,
+    atmeth::HEADER_LEN,
+    atmack::HEADER_LEN,
+    immdt::HEADER_LEN,
+    ieth::HEADER_LEN,
+];
+
+/// `byte_len` of every set of the eight headers, computed at compile time.
+static SET_LENS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut set = 0;
+    while set < 256 {
+        let mut n = 0;
+        let mut bit = 0;
+        while bit < 8 {
+            if set & (1 << bit) != 0 {
+                n += HEADER_LENS[bit];
+            }
+            bit += 1;
+        }
+        t[set] = n as u8;
+        set += 1;
+    }
+    t
+};
+
 impl HeaderSet {
     /// Total length in bytes of the extension headers in the set.
+    #[inline]
     pub const fn byte_len(self) -> usize {
-        let b = self.bits();
-        let mut n = 0;
-        if b & HeaderSet::DETH.bits() != 0 {
-            n += deth::HEADER_LEN;
-        }
-        if b & HeaderSet::FETH.bits() != 0 {
-            n += feth::HEADER_LEN;
-        }
-        if b & HeaderSet::RETH.bits() != 0 {
-            n += reth::HEADER_LEN;
-        }
-        if b & HeaderSet::AETH.bits() != 0 {
-            n += aeth::HEADER_LEN;
-        }
-        if b & HeaderSet::ATOMIC_ETH.bits() != 0 {
-            n += atmeth::HEADER_LEN;
-        }
-        if b & HeaderSet::ATOMIC_ACK_ETH.bits() != 0 {
-            n += atmack::HEADER_LEN;
-        }
-        if b & HeaderSet::IMMDT.bits() != 0 {
-            n += immdt::HEADER_LEN;
-        }
-        if b & HeaderSet::IETH.bits() != 0 {
-            n += ieth::HEADER_LEN;
-        }
-        n
+        SET_LENS[(self.bits() & 0xff) as usize] as usize
+    }
+
+    /// Offset of `header` from the end of the BTH when the headers of `self` follow it: the
+    /// length of the headers of the set that come before it on the wire.
+    #[inline]
+    pub const fn offset_of(self, header: HeaderSet) -> usize {
+        let before = header.bits().wrapping_sub(1) & !header.bits();
+        HeaderSet::from_bits_retain(self.bits() & before).byte_len()
     }
 }
 
@@ -357,6 +371,21 @@ mod tests {
         for &(op, len) in cases {
             assert_eq!(op.info().map(|i| i.header_len()), Some(len), "{op}");
         }
+    }
+
+    #[test]
+    fn header_offsets_follow_wire_order() {
+        let flush = HeaderSet::FETH | HeaderSet::RETH;
+        assert_eq!(flush.byte_len(), 20);
+        assert_eq!(flush.offset_of(HeaderSet::FETH), 0);
+        assert_eq!(flush.offset_of(HeaderSet::RETH), 4);
+        let ack = HeaderSet::AETH | HeaderSet::ATOMIC_ACK_ETH;
+        assert_eq!(ack.offset_of(HeaderSet::ATOMIC_ACK_ETH), 4);
+        let ud = HeaderSet::DETH | HeaderSet::IMMDT;
+        assert_eq!(ud.offset_of(HeaderSet::IMMDT), 8);
+        let wr = HeaderSet::RETH | HeaderSet::IMMDT;
+        assert_eq!(wr.offset_of(HeaderSet::IMMDT), 16);
+        assert_eq!(HeaderSet::all().byte_len(), 8 + 4 + 16 + 4 + 28 + 8 + 4 + 4);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::ethernet::{self, IpVersion};
 use crate::icrc::{self, ICRC_LEN};
-use crate::roce::RoceRepr;
+use crate::roce::{RocePacket, RoceRepr};
 use crate::{checksum, ipv4, ipv6, udp};
 
 /// The IP header of a RoCEv2 packet.
@@ -113,46 +113,7 @@ impl<'a> RoceV2Repr<'a> {
 
     /// Parses an IP packet with the chosen checks.
     pub fn parse_with(ip_packet: &'a [u8], checks: &Checks) -> Result<RoceV2Repr<'a>> {
-        let (ip, ip_payload) = match ip_packet.first().map(|b| b >> 4) {
-            Some(4) => {
-                let (r, p) = ipv4::Repr::parse(ip_packet, checks.ip_checksum)?;
-                (IpRepr::V4(r), p)
-            }
-            Some(6) => {
-                let (r, p) = ipv6::Repr::parse(ip_packet)?;
-                (IpRepr::V6(r), p)
-            }
-            Some(v) => return Err(Error::BadIpVersion(v)),
-            None => {
-                return Err(Error::Truncated {
-                    needed: ipv4::HEADER_LEN,
-                    got: 0,
-                })
-            }
-        };
-        let (udp, udp_csum, udp_payload) = udp::Repr::parse(ip_payload, checks.udp_port)?;
-        let roce = RoceRepr::parse(udp_payload)?;
-        if checks.udp_checksum && udp_csum != 0 {
-            // ip_payload is the whole UDP datagram; its length was checked to fit u16.
-            let len = ip_payload.len() as u16;
-            if checksum::sum(ip.pseudo_header_sum(len), ip_payload) != 0xffff {
-                return Err(Error::BadUdpChecksum);
-            }
-        }
-        if checks.icrc {
-            let ip_len = ip.header_len();
-            let end = udp_payload.len() - ICRC_LEN;
-            let computed = icrc::compute(
-                &ip_packet[..ip_len],
-                &ip_payload[..udp::HEADER_LEN],
-                &udp_payload[..end],
-            )?;
-            let received = icrc::received(udp_payload).unwrap_or(0);
-            if computed != received {
-                return Err(Error::IcrcMismatch { computed, received });
-            }
-        }
-        Ok(RoceV2Repr { ip, udp, roce })
+        Ok(RoceV2Packet::new_checked(ip_packet, checks)?.to_repr())
     }
 
     /// Length of the IP packet: IP and UDP headers, transport headers, payload, pad and ICRC.
@@ -196,6 +157,85 @@ impl<'a> RoceV2Repr<'a> {
             udp_hdr[udp::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
         }
         Ok(len)
+    }
+}
+
+/// A checked, zero-copy view of a RoCEv2 IP packet: the receive fast path.
+///
+/// [`new_checked`](Self::new_checked) validates the IP and UDP headers and the transport packet
+/// (and, as `checks` says, the checksums and the ICRC) without building the transport `Repr`;
+/// read the fields you need through [`roce`](Self::roce), or build everything with
+/// [`to_repr`](Self::to_repr).
+#[derive(Debug, Clone, Copy)]
+pub struct RoceV2Packet<'a> {
+    ip: IpRepr,
+    udp: udp::Repr,
+    roce: RocePacket<&'a [u8]>,
+}
+
+impl<'a> RoceV2Packet<'a> {
+    /// Validates an IP packet (trailing bytes past the IP length, such as Ethernet padding, are
+    /// ignored).
+    pub fn new_checked(ip_packet: &'a [u8], checks: &Checks) -> Result<RoceV2Packet<'a>> {
+        let (ip, ip_payload) = match ip_packet.first().map(|b| b >> 4) {
+            Some(4) => {
+                let (r, p) = ipv4::Repr::parse(ip_packet, checks.ip_checksum)?;
+                (IpRepr::V4(r), p)
+            }
+            Some(6) => {
+                let (r, p) = ipv6::Repr::parse(ip_packet)?;
+                (IpRepr::V6(r), p)
+            }
+            Some(v) => return Err(Error::BadIpVersion(v)),
+            None => {
+                return Err(Error::Truncated {
+                    needed: ipv4::HEADER_LEN,
+                    got: 0,
+                })
+            }
+        };
+        let (udp, udp_csum, udp_payload) = udp::Repr::parse(ip_payload, checks.udp_port)?;
+        let roce = RocePacket::new_checked(udp_payload)?;
+        if checks.udp_checksum && udp_csum != 0 {
+            // ip_payload is the whole UDP datagram; its length was checked to fit u16.
+            let len = ip_payload.len() as u16;
+            if checksum::sum(ip.pseudo_header_sum(len), ip_payload) != 0xffff {
+                return Err(Error::BadUdpChecksum);
+            }
+        }
+        if checks.icrc {
+            let computed = icrc::compute(
+                &ip_packet[..ip.header_len()],
+                &ip_payload[..udp::HEADER_LEN],
+                roce.without_icrc(),
+            )?;
+            let received = roce.icrc();
+            if computed != received {
+                return Err(Error::IcrcMismatch { computed, received });
+            }
+        }
+        Ok(RoceV2Packet { ip, udp, roce })
+    }
+
+    /// Returns the IP header.
+    pub fn ip(&self) -> &IpRepr {
+        &self.ip
+    }
+    /// Returns the UDP header.
+    pub fn udp(&self) -> &udp::Repr {
+        &self.udp
+    }
+    /// Returns the transport packet.
+    pub fn roce(&self) -> &RocePacket<&'a [u8]> {
+        &self.roce
+    }
+    /// Builds the whole [`RoceV2Repr`].
+    pub fn to_repr(&self) -> RoceV2Repr<'a> {
+        RoceV2Repr {
+            ip: self.ip,
+            udp: self.udp,
+            roce: self.roce.to_repr(),
+        }
     }
 }
 

@@ -43,49 +43,6 @@ impl ExtHeaders {
         s
     }
 
-    /// Parses the headers of `set` from `buf`, which must hold `set.byte_len()` bytes.
-    fn parse(set: HeaderSet, buf: &[u8]) -> Result<ExtHeaders> {
-        check_len(buf, set.byte_len())?;
-        let mut e = ExtHeaders::default();
-        let mut off = 0;
-        if set.contains(HeaderSet::DETH) {
-            e.deth = Some(deth::Repr::parse(&deth::Packet::new_checked(&buf[off..])?));
-            off += deth::HEADER_LEN;
-        }
-        if set.contains(HeaderSet::FETH) {
-            e.feth = Some(feth::Repr::parse(&buf[off..])?);
-            off += feth::HEADER_LEN;
-        }
-        if set.contains(HeaderSet::RETH) {
-            e.reth = Some(reth::Repr::parse(&reth::Packet::new_checked(&buf[off..])?));
-            off += reth::HEADER_LEN;
-        }
-        if set.contains(HeaderSet::AETH) {
-            e.aeth = Some(aeth::Repr::parse(&aeth::Packet::new_checked(&buf[off..])?));
-            off += aeth::HEADER_LEN;
-        }
-        if set.contains(HeaderSet::ATOMIC_ETH) {
-            e.atomic_eth = Some(atmeth::Repr::parse(&atmeth::Packet::new_checked(
-                &buf[off..],
-            )?));
-            off += atmeth::HEADER_LEN;
-        }
-        if set.contains(HeaderSet::ATOMIC_ACK_ETH) {
-            e.atomic_ack_eth = Some(atmack::Repr::parse(&atmack::Packet::new_checked(
-                &buf[off..],
-            )?));
-            off += atmack::HEADER_LEN;
-        }
-        if set.contains(HeaderSet::IMMDT) {
-            e.immdt = Some(ImmDt::parse(&buf[off..])?);
-            off += immdt::HEADER_LEN;
-        }
-        if set.contains(HeaderSet::IETH) {
-            e.ieth = Some(ieth::Repr::parse(&buf[off..])?);
-        }
-        Ok(e)
-    }
-
     /// Writes the headers present into `buf` (exactly `header_set().byte_len()` bytes) in wire order.
     fn emit(&self, buf: &mut [u8]) {
         let mut off = 0;
@@ -163,23 +120,7 @@ impl<'a> RoceRepr<'a> {
 
     /// Parses a UDP payload (BTH through ICRC) without checking the ICRC.
     pub fn parse(udp_payload: &'a [u8]) -> Result<RoceRepr<'a>> {
-        let bth_packet = bth::Packet::new_checked(udp_payload)?;
-        let bth = bth::Repr::parse(&bth_packet)?;
-        let info = info(bth.opcode)?;
-        let hdr_len = info.header_len();
-        check_len(udp_payload, hdr_len + ICRC_LEN)?;
-        let ext = ExtHeaders::parse(info.headers, &udp_payload[bth::HEADER_LEN..hdr_len])?;
-        let body = udp_payload.len() - hdr_len - ICRC_LEN;
-        let pad = usize::from(bth.pad_count);
-        if pad > body || (pad != 0 && !info.has_payload()) {
-            return Err(Error::BadPad {
-                pad: bth.pad_count,
-                available: body,
-            });
-        }
-        let payload = &udp_payload[hdr_len..hdr_len + body - pad];
-        check_payload(info, bth.opcode, payload.len())?;
-        Ok(RoceRepr { bth, ext, payload })
+        Ok(RocePacket::new_checked(udp_payload)?.to_repr())
     }
 
     /// Parses like [`parse`](Self::parse) and also requires an opcode of `transport`.
@@ -241,6 +182,168 @@ impl<'a> RoceRepr<'a> {
         buf[hdr..end].copy_from_slice(self.payload);
         buf[end..len].fill(0);
         Ok(len)
+    }
+}
+
+/// A checked, zero-copy view of a transport packet: the UDP payload from the BTH to the ICRC.
+///
+/// [`new_checked`](Self::new_checked) runs every check [`RoceRepr::parse`] runs, so the accessors
+/// cannot fail or panic; nothing is copied until a header is read. This is the receive fast path:
+/// read the fields you need, or build the whole [`RoceRepr`] with [`to_repr`](Self::to_repr).
+#[derive(Debug, Clone, Copy)]
+pub struct RocePacket<T: AsRef<[u8]>> {
+    buffer: T,
+    info: &'static OpcodeInfo,
+}
+
+impl<T: AsRef<[u8]>> RocePacket<T> {
+    /// Validates a UDP payload: BTH version, a known opcode, room for the opcode's headers and
+    /// the ICRC, the pad count against the payload and the opcode's payload rule. The ICRC itself
+    /// is not checked (it needs the IP header).
+    pub fn new_checked(buffer: T) -> Result<RocePacket<T>> {
+        let buf = buffer.as_ref();
+        check_len(buf, bth::HEADER_LEN + ICRC_LEN)?;
+        let b = bth::Packet::new_unchecked(buf);
+        let tver = b.tver();
+        if tver != 0 {
+            return Err(Error::BadTransportVersion(tver));
+        }
+        let opcode = b.opcode();
+        let info = info(opcode)?;
+        let hdr_len = info.header_len();
+        check_len(buf, hdr_len + ICRC_LEN)?;
+        let body = buf.len() - hdr_len - ICRC_LEN;
+        let pad = b.pad_count();
+        if usize::from(pad) > body || (pad != 0 && !info.has_payload()) {
+            return Err(Error::BadPad {
+                pad,
+                available: body,
+            });
+        }
+        check_payload(info, opcode, body - usize::from(pad))?;
+        Ok(RocePacket { buffer, info })
+    }
+
+    /// Returns the opcode's table entry.
+    pub fn info(&self) -> &'static OpcodeInfo {
+        self.info
+    }
+    /// Returns the opcode.
+    pub fn opcode(&self) -> Opcode {
+        self.bth().opcode()
+    }
+    /// Returns a view of the BTH.
+    pub fn bth(&self) -> bth::Packet<&[u8]> {
+        bth::Packet::new_unchecked(&self.buffer.as_ref()[..bth::HEADER_LEN])
+    }
+    /// Length of BTH and extension headers.
+    pub fn header_len(&self) -> usize {
+        self.info.header_len()
+    }
+    /// The bytes of extension header `h`, if the opcode has it.
+    fn ext(&self, h: HeaderSet, len: usize) -> Option<&[u8]> {
+        if !self.info.headers.contains(h) {
+            return None;
+        }
+        let start = bth::HEADER_LEN + self.info.headers.offset_of(h);
+        self.buffer.as_ref().get(start..start + len)
+    }
+    /// Returns the DETH, if present.
+    pub fn deth(&self) -> Option<deth::Packet<&[u8]>> {
+        self.ext(HeaderSet::DETH, deth::HEADER_LEN)
+            .map(deth::Packet::new_unchecked)
+    }
+    /// Returns the FETH, if present.
+    pub fn feth(&self) -> Option<feth::Repr> {
+        self.ext(HeaderSet::FETH, feth::HEADER_LEN)
+            .and_then(|b| feth::Repr::parse(b).ok())
+    }
+    /// Returns the RETH, if present.
+    pub fn reth(&self) -> Option<reth::Packet<&[u8]>> {
+        self.ext(HeaderSet::RETH, reth::HEADER_LEN)
+            .map(reth::Packet::new_unchecked)
+    }
+    /// Returns the AETH, if present.
+    pub fn aeth(&self) -> Option<aeth::Packet<&[u8]>> {
+        self.ext(HeaderSet::AETH, aeth::HEADER_LEN)
+            .map(aeth::Packet::new_unchecked)
+    }
+    /// Returns the AtomicETH, if present.
+    pub fn atomic_eth(&self) -> Option<atmeth::Packet<&[u8]>> {
+        self.ext(HeaderSet::ATOMIC_ETH, atmeth::HEADER_LEN)
+            .map(atmeth::Packet::new_unchecked)
+    }
+    /// Returns the AtomicAckETH, if present.
+    pub fn atomic_ack_eth(&self) -> Option<atmack::Packet<&[u8]>> {
+        self.ext(HeaderSet::ATOMIC_ACK_ETH, atmack::HEADER_LEN)
+            .map(atmack::Packet::new_unchecked)
+    }
+    /// Returns the immediate data, if present.
+    pub fn immdt(&self) -> Option<ImmDt> {
+        self.ext(HeaderSet::IMMDT, immdt::HEADER_LEN)
+            .and_then(|b| ImmDt::parse(b).ok())
+    }
+    /// Returns the IETH, if present.
+    pub fn ieth(&self) -> Option<ieth::Repr> {
+        self.ext(HeaderSet::IETH, ieth::HEADER_LEN)
+            .and_then(|b| ieth::Repr::parse(b).ok())
+    }
+    /// Returns the payload, without pad.
+    pub fn payload(&self) -> &[u8] {
+        let buf = self.buffer.as_ref();
+        let end = buf.len() - ICRC_LEN - usize::from(self.bth().pad_count());
+        &buf[self.header_len()..end]
+    }
+    /// Returns the packet without its ICRC: BTH, extension headers, payload and pad, which is
+    /// the `transport` argument of [`icrc::compute`](crate::icrc::compute).
+    pub fn without_icrc(&self) -> &[u8] {
+        let buf = self.buffer.as_ref();
+        &buf[..buf.len() - ICRC_LEN]
+    }
+    /// Returns the ICRC the packet carries.
+    pub fn icrc(&self) -> u32 {
+        let buf = self.buffer.as_ref();
+        let b = &buf[buf.len() - ICRC_LEN..];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+    /// Returns the extension headers, parsed.
+    pub fn ext_headers(&self) -> ExtHeaders {
+        ExtHeaders {
+            deth: self.deth().map(|p| deth::Repr::parse(&p)),
+            feth: self.feth(),
+            reth: self.reth().map(|p| reth::Repr::parse(&p)),
+            aeth: self.aeth().map(|p| aeth::Repr::parse(&p)),
+            atomic_eth: self.atomic_eth().map(|p| atmeth::Repr::parse(&p)),
+            atomic_ack_eth: self.atomic_ack_eth().map(|p| atmack::Repr::parse(&p)),
+            immdt: self.immdt(),
+            ieth: self.ieth(),
+        }
+    }
+}
+
+impl<'a> RocePacket<&'a [u8]> {
+    /// Builds the whole [`RoceRepr`], borrowing the payload from the buffer.
+    pub fn to_repr(&self) -> RoceRepr<'a> {
+        let buf: &'a [u8] = self.buffer;
+        let bth = bth::Packet::new_unchecked(buf);
+        let end = buf.len() - ICRC_LEN - usize::from(bth.pad_count());
+        RoceRepr {
+            // TVer was checked to be 0, so parsing the BTH cannot fail; keep the fields as read.
+            bth: bth::Repr {
+                opcode: bth.opcode(),
+                solicited: bth.solicited(),
+                mig_req: bth.mig_req(),
+                pad_count: bth.pad_count(),
+                pkey: bth.pkey(),
+                fecn: bth.fecn(),
+                becn: bth.becn(),
+                dest_qp: bth.dest_qp(),
+                ack_req: bth.ack_req(),
+                psn: bth.psn(),
+            },
+            ext: self.ext_headers(),
+            payload: &buf[self.info.header_len()..end],
+        }
     }
 }
 
