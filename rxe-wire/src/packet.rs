@@ -124,18 +124,35 @@ impl<'a> RoceV2Repr<'a> {
     /// Writes the IP packet with its IPv4 checksum, ICRC and (if `udp.checksum`) UDP checksum;
     /// returns [`buffer_len`](Self::buffer_len). Nothing is written on error.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
-        let len = self.buffer_len();
+        let payload = self.roce.payload;
+        self.emit_with(buf, payload.len(), |d| d.copy_from_slice(payload))
+    }
+
+    /// Like [`emit`](Self::emit) for a payload of `payload_len` bytes that `fill` writes in
+    /// place, so data can go from registered memory to the wire with one copy; the ICRC and
+    /// checksums cover what `fill` wrote. `self.roce.payload` is ignored; the BTH pad count must
+    /// suit `payload_len` (see [`pad_for`](crate::pad_for)).
+    pub fn emit_with(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize> {
+        let ip_len = self.ip.header_len();
+        let roce_len =
+            self.roce.header_len() + payload_len + usize::from(self.roce.bth.pad_count) + ICRC_LEN;
+        let len = ip_len + udp::HEADER_LEN + roce_len;
         if buf.len() < len {
             return Err(Error::BufferTooSmall { required: len });
         }
-        let ip_len = self.ip.header_len();
         let udp_len = len - ip_len;
         if udp_len > usize::from(u16::MAX) {
             return Err(Error::FieldOverflow);
         }
         let buf = &mut buf[..len];
         // The transport part first: it validates the opcode layout before anything else is written.
-        self.roce.emit(&mut buf[ip_len + udp::HEADER_LEN..])?;
+        self.roce
+            .emit_with(&mut buf[ip_len + udp::HEADER_LEN..], payload_len, fill)?;
         match &self.ip {
             IpRepr::V4(r) => r.emit(buf, udp_len)?,
             IpRepr::V6(r) => r.emit(buf, udp_len)?,

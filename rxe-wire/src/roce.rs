@@ -157,29 +157,41 @@ impl<'a> RoceRepr<'a> {
     /// Fails when the extension headers do not match the opcode, the payload breaks the
     /// opcode's rule, the pad count is over 3 or on an opcode without payload, or `buf` is short.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        self.emit_with(buf, self.payload.len(), |d| d.copy_from_slice(self.payload))
+    }
+
+    /// Like [`emit`](Self::emit) for a payload of `payload_len` bytes that `fill` writes in
+    /// place (e.g. straight from registered memory, saving a copy); `self.payload` is ignored.
+    /// `fill` gets exactly `payload_len` bytes and runs only once every check has passed.
+    pub fn emit_with(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize> {
         let opcode = self.bth.opcode;
         let info = info(opcode)?;
         if self.ext.header_set() != info.headers {
             return Err(Error::BadOpcodeLayout(opcode));
         }
-        check_payload(info, opcode, self.payload.len())?;
+        check_payload(info, opcode, payload_len)?;
         let pad = usize::from(self.bth.pad_count);
         if pad > 3 || (pad != 0 && !info.has_payload()) {
             return Err(Error::BadPad {
                 pad: self.bth.pad_count,
-                available: self.payload.len(),
+                available: payload_len,
             });
         }
-        let len = self.buffer_len();
+        let hdr = info.header_len();
+        let len = hdr + payload_len + pad + ICRC_LEN;
         if buf.len() < len {
             return Err(Error::BufferTooSmall { required: len });
         }
-        let hdr = info.header_len();
         self.bth
             .emit(&mut bth::Packet::new_unchecked(&mut buf[..bth::HEADER_LEN]));
         self.ext.emit(&mut buf[bth::HEADER_LEN..hdr]);
-        let end = hdr + self.payload.len();
-        buf[hdr..end].copy_from_slice(self.payload);
+        let end = hdr + payload_len;
+        fill(&mut buf[hdr..end]);
         buf[end..len].fill(0);
         Ok(len)
     }

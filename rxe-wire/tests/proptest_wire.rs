@@ -195,6 +195,18 @@ proptest! {
     }
 
     #[test]
+    fn emit_with_an_in_place_fill_equals_emit(parts in arb_parts()) {
+        let frame = frame_of(&parts);
+        let mut a = vec![0u8; frame.packet.buffer_len()];
+        let mut b = vec![0xa5u8; a.len()];
+        prop_assert_eq!(frame.packet.emit(&mut a), Ok(a.len()));
+        let empty = RoceV2Repr { roce: RoceRepr { payload: &[], ..frame.packet.roce }, ..frame.packet };
+        let n = empty.emit_with(&mut b, parts.payload.len(), |d| d.copy_from_slice(&parts.payload));
+        prop_assert_eq!(n, Ok(a.len()));
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
     fn emit_into_a_short_buffer_fails_and_writes_nothing(parts in arb_parts(), short in 1usize..64) {
         let frame = frame_of(&parts);
         let len = frame.buffer_len().saturating_sub(short);

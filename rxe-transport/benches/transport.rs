@@ -1,0 +1,2 @@
+//! Transport benchmarks (filled in with the transport).
+fn main() {}
