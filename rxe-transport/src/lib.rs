@@ -9,6 +9,21 @@
     clippy::alloc_instead_of_core
 )]
 
+pub mod counters;
 pub mod memory;
+pub mod qp;
 pub mod time;
 pub mod verbs;
+
+pub use counters::Counters;
+pub use memory::{AccessError, AtomicOp, Memory, MrInfo, Pd};
+pub use qp::state::{AttrMask, QpState, QpType};
+pub use qp::{
+    AddressVector, Attrs, BufferTooSmall, CreateQpError, ModifyQpError, Mtu, PostRecvError,
+    PostSendError, Qp, QpAttr, QpConfig, QpEvent,
+};
+pub use time::Instant;
+pub use verbs::{
+    Access, RecvWr, Remote, SendFlags, SendWr, SgList, Sge, WcFlags, WcOpcode, WcStatus,
+    WorkCompletion, WrOpcode,
+};

@@ -127,7 +127,8 @@ pub(crate) fn transition(ty: QpType, cur: QpState, next: QpState) -> Option<(Att
             if ud {
                 m(NONE, AttrMask::PKEY_INDEX | AttrMask::QKEY)
             } else {
-                let base = AttrMask::AV | AttrMask::PATH_MTU | AttrMask::DEST_QPN | AttrMask::RQ_PSN;
+                let base =
+                    AttrMask::AV | AttrMask::PATH_MTU | AttrMask::DEST_QPN | AttrMask::RQ_PSN;
                 let req = if rc {
                     base | AttrMask::MAX_DEST_RD_ATOMIC | AttrMask::MIN_RNR_TIMER
                 } else {
