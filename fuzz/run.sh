@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes rxe-wire: seeds the corpus from the test captures, then runs the wire_parse target for
-# SECONDS (default 60) and the icrc target for SECONDS/4 (at least 10). Exits non-zero if either
+# Fuzzes rxe-wire and rxe-transport: seeds the corpus from the test captures, then runs the
+# wire_parse target for SECONDS (default 60), icrc for SECONDS/4 and transport for SECONDS/2
+# (each at least 10). Exits non-zero if either
 # fuzzer fails (a crash input is then in fuzz/artifacts/<target>/).
 #
 # Usage: fuzz/run.sh [SECONDS]      (needs a nightly toolchain and cargo-fuzz)
@@ -13,6 +14,10 @@ if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -lt 1 ]; then
     exit 2
 fi
 icrc_secs=$((secs / 4))
+transport_secs=$((secs / 2))
+if [ "$transport_secs" -lt 10 ]; then
+    transport_secs=10
+fi
 if [ "$icrc_secs" -lt 10 ]; then
     icrc_secs=10
 fi
@@ -30,9 +35,10 @@ run() {
 }
 run wire_parse "$secs"
 run icrc "$icrc_secs"
+run transport "$transport_secs"
 
 if [ "$status" -ne 0 ]; then
     echo "fuzz: FAILED: a fuzzer found a crash or did not run" >&2
     exit "$status"
 fi
-echo "fuzz: wire_parse ran $secs s and icrc ran $icrc_secs s without a crash"
+echo "fuzz: wire_parse ran $secs s, icrc $icrc_secs s and transport $transport_secs s without a crash"
