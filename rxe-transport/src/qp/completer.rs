@@ -35,13 +35,19 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 Syndrome::Ack { .. } => {
                     if !self.ack_through(psn) {
                         // An ACK past a READ or atomic whose response never came: resend it.
-                        self.retry(now);
+                        self.retry_on_packet(now, before);
                         return;
                     }
                 }
                 Syndrome::RnrNak(timer) => {
                     self.counters.rcvd_rnr_err += 1;
-                    self.ack_through(psn.sub(1));
+                    // A NAK acknowledges the requests before it, but not the responses of a
+                    // READ or atomic among them: if one is missing, resend from there (Linux
+                    // `check_psn`). The same holds for the sequence NAK below.
+                    if !self.ack_through(psn.sub(1)) {
+                        self.retry_on_packet(now, before);
+                        return;
+                    }
                     self.req.comp_psn = psn;
                     if self.req.rnr_left == 0 {
                         self.counters.retry_rnr_exceeded_err += 1;
@@ -61,23 +67,16 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 }
                 Syndrome::Nak(NakCode::PsnSequenceError) => {
                     self.counters.rcvd_seq_err += 1;
-                    self.ack_through(psn.sub(1));
-                    self.req.comp_psn = psn;
-                    self.complete_front();
-                    self.retry(now);
+                    if self.ack_through(psn.sub(1)) {
+                        self.req.comp_psn = psn;
+                    }
+                    self.retry_on_packet(now, before);
                     return;
                 }
                 Syndrome::Nak(code) => {
                     self.ack_through(psn.sub(1));
                     self.complete_front();
-                    let status = match code {
-                        NakCode::InvalidRequest => WcStatus::RemInvReqErr,
-                        NakCode::RemoteAccessError => WcStatus::RemAccessErr,
-                        NakCode::RemoteOperationalError => WcStatus::RemOpErr,
-                        NakCode::InvalidRdRequest => WcStatus::RemInvRdReqErr,
-                        _ => WcStatus::BadRespErr,
-                    };
-                    self.fatal(status);
+                    self.fatal(super::nak_status(code));
                     return;
                 }
                 Syndrome::Reserved(_) => {
@@ -92,7 +91,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 let implicit_ok = self.ack_through(psn.sub(1));
                 let caught_up = psn == self.req.comp_psn;
                 if !implicit_ok || !caught_up {
-                    self.retry(now);
+                    self.retry_on_packet(now, before);
                     return;
                 }
             }
@@ -289,6 +288,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if self.req.comp_psn != before {
             self.req.retry_left = self.attrs.retry_cnt;
             self.req.rnr_left = self.attrs.rnr_retry;
+            self.req.retrying = false;
         }
         let outstanding = self.sq.iter().any(|w| w.state == WqeState::Sending);
         if !outstanding {
@@ -300,18 +300,36 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         }
     }
 
+    /// A PSN sequence NAK, a gap in the READ responses or atomic ACKs, or an ACK past an
+    /// unanswered READ/atomic asks for a go-back-N retry. Once a retry is under way, such packets
+    /// start no other until something new is acknowledged (or the timer fires): the rest of the
+    /// stream that showed the gap must not spend the retry budget (Linux `comp.started_retry`).
+    fn retry_on_packet(&mut self, now: Instant, before: Psn) {
+        // Requests the packet acknowledged implicitly complete first.
+        self.complete_front();
+        if self.state == super::QpState::Err {
+            return;
+        }
+        if self.req.retrying && self.req.comp_psn == before {
+            return;
+        }
+        self.retry(now);
+    }
+
     /// Starts a go-back-N retry, spending one transport retry.
     fn retry(&mut self, now: Instant) {
-        self.counters.completer_retry_err += 1;
         if self.req.retry_left == 0 {
             self.counters.retry_exceeded_err += 1;
             self.fatal(WcStatus::RetryExcErr);
             return;
         }
+        // Counted only when a retry starts, as Linux's RXE_CNT_COMP_RETRY.
+        self.counters.completer_retry_err += 1;
         let infinite = self.req.retry_left == 7 && self.cfg.retry_cnt_7_is_infinite;
         if !infinite {
             self.req.retry_left -= 1;
         }
+        self.req.retrying = true;
         self.start_retry();
         if let Some(t) = local_ack_timeout(self.attrs.timeout) {
             self.timers.set(Timer::Retransmit, now + t);

@@ -713,6 +713,19 @@ pub fn is_default_pkey(p: PKey) -> bool {
     p == PKey::DEFAULT
 }
 
+/// The completion status a NAK gives the request it answers (and the event of the responder
+/// that sent it).
+pub(crate) fn nak_status(code: rxe_wire::aeth::NakCode) -> WcStatus {
+    use rxe_wire::aeth::NakCode;
+    match code {
+        NakCode::InvalidRequest => WcStatus::RemInvReqErr,
+        NakCode::RemoteAccessError => WcStatus::RemAccessErr,
+        NakCode::RemoteOperationalError => WcStatus::RemOpErr,
+        NakCode::InvalidRdRequest => WcStatus::RemInvRdReqErr,
+        NakCode::PsnSequenceError | NakCode::Reserved(_) => WcStatus::BadRespErr,
+    }
+}
+
 pub(crate) fn is_signaled(wr: &SendWr) -> bool {
     wr.flags.contains(SendFlags::SIGNALED)
 }

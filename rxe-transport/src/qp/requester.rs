@@ -145,6 +145,8 @@ pub(crate) struct Req {
     pub(crate) rnr_left: u8,
     /// Waiting for the RNR timer.
     pub(crate) rnr_wait: bool,
+    /// A go-back-N retry is under way and nothing was acknowledged since it started.
+    pub(crate) retrying: bool,
 }
 
 impl Req {
@@ -162,6 +164,7 @@ impl Req {
         self.off = 0;
         self.rd_atomic = 0;
         self.rnr_wait = false;
+        self.retrying = false;
     }
     /// Requests started and not completed.
     pub(crate) fn in_flight<const N: usize>(&self, sq: &heapless::Deque<SendWqe, N>) -> usize {
@@ -397,7 +400,16 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if ack_req {
             self.req.noack_pkts = 0;
         }
-        let solicited = end_of_msg && solicited_flag;
+        // The solicited event bit is defined for SEND and RDMA WRITE with immediate only
+        // (Linux `init_req_packet`).
+        let carries_event = matches!(
+            wqe.wr.opcode,
+            WrOpcode::Send
+                | WrOpcode::SendWithImm(_)
+                | WrOpcode::SendWithInv(_)
+                | WrOpcode::RdmaWriteWithImm(..)
+        );
+        let solicited = end_of_msg && solicited_flag && carries_event;
         let bth = self.bth(opcode, psn, ack_req, solicited);
 
         // Gather the payload: check every piece first, so a bad lkey fails before anything is

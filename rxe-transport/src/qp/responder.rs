@@ -32,7 +32,12 @@ pub(crate) enum Pending {
         fatal: bool,
     },
     /// ATOMIC ACKNOWLEDGE with the original value.
-    AtomicAck { psn: Psn, orig: u64, msn: Msn },
+    AtomicAck {
+        psn: Psn,
+        orig: u64,
+        msn: Msn,
+        replay: bool,
+    },
     /// READ response packets from `next_psn` (zero length: the ACK of FLUSH / ATOMIC WRITE).
     Read {
         rkey: Rkey,
@@ -42,6 +47,7 @@ pub(crate) enum Pending {
         next_psn: Psn,
         off: u32,
         msn: Msn,
+        replay: bool,
     },
 }
 
@@ -80,6 +86,9 @@ struct WriteState {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Resp {
     pub(crate) epsn: Psn,
+    /// The PSN after the last SEND, WRITE or atomic packet executed (Linux `resp.ack_psn`):
+    /// duplicates of SEND and WRITE are ACKed with the PSN before it, never a READ's PSN.
+    ack_psn: Psn,
     msn: Msn,
     sent_psn_nak: bool,
     /// Opcode of the message in progress (after FIRST or MIDDLE), `None` between messages.
@@ -99,6 +108,7 @@ impl Resp {
     pub(crate) fn start(&mut self, rq_psn: Psn) {
         *self = Resp {
             epsn: rq_psn,
+            ack_psn: rq_psn,
             ..Resp::default()
         };
     }
@@ -134,10 +144,17 @@ impl Resp {
         }
         self.pending.push_back(p).is_ok()
     }
+    /// READ/atomic requests being answered. Replays for duplicates do not count: they are
+    /// requests already counted once (a retry, or a packet the network duplicated).
     fn outstanding_reads(&self) -> usize {
         self.pending
             .iter()
-            .filter(|p| matches!(p, Pending::Read { .. } | Pending::AtomicAck { .. }))
+            .filter(|p| {
+                matches!(
+                    p,
+                    Pending::Read { replay: false, .. } | Pending::AtomicAck { replay: false, .. }
+                )
+            })
             .count()
     }
 }
@@ -156,9 +173,10 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         let info = roce.info();
         let d = psn.diff(self.resp.epsn);
         if d > 0 {
-            // Class B: NAK once with the expected PSN, then drop until it arrives.
-            self.counters.out_of_seq_request += 1;
+            // Class B: NAK once with the expected PSN, then drop until it arrives. Like Linux
+            // (`check_psn`), only the packet that gets the NAK is counted.
             if !self.resp.sent_psn_nak {
+                self.counters.out_of_seq_request += 1;
                 self.resp.sent_psn_nak = true;
                 let (epsn, msn) = (self.resp.epsn, self.resp.msn);
                 self.resp.queue(Pending::Ack {
@@ -229,7 +247,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 | Operation::FetchAdd
                 | Operation::AtomicWrite
                 | Operation::Flush
-        ) && self.resp.outstanding_reads() >= usize::from(self.attrs.max_dest_rd_atomic.max(1))
+        ) && self.resp.outstanding_reads() >= usize::from(self.dest_rd_atomic())
         {
             // More READ/atomic requests than max_dest_rd_atomic allows.
             return self.nak_fatal(psn, NakCode::InvalidRequest);
@@ -276,7 +294,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                         last_psn,
                         msn,
                     },
-                    self.attrs.max_dest_rd_atomic,
+                    self.dest_rd_atomic(),
                 );
                 self.resp.queue(Pending::Read {
                     rkey,
@@ -286,6 +304,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     next_psn: psn,
                     off: 0,
                     msn,
+                    replay: false,
                 });
             }
             Operation::CompareSwap | Operation::FetchAdd => {
@@ -308,11 +327,14 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 let orig = mem.atomic(rkey.0, va, op);
                 self.resp.msn = self.resp.msn.add(1);
                 let msn = self.resp.msn;
-                self.resp.remember(
-                    Resource::Atomic { psn, orig, msn },
-                    self.attrs.max_dest_rd_atomic,
-                );
-                self.resp.queue(Pending::AtomicAck { psn, orig, msn });
+                self.resp
+                    .remember(Resource::Atomic { psn, orig, msn }, self.dest_rd_atomic());
+                self.resp.queue(Pending::AtomicAck {
+                    psn,
+                    orig,
+                    msn,
+                    replay: false,
+                });
             }
             Operation::AtomicWrite | Operation::Flush => {
                 let Some(reth) = roce.reth() else { return };
@@ -354,7 +376,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 self.resp.msn = self.resp.msn.add(1);
                 let msn = self.resp.msn;
                 self.resp
-                    .remember(Resource::Ack0 { psn, msn }, self.attrs.max_dest_rd_atomic);
+                    .remember(Resource::Ack0 { psn, msn }, self.dest_rd_atomic());
                 self.resp.queue(Pending::Read {
                     rkey,
                     va,
@@ -363,12 +385,16 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     next_psn: psn,
                     off: 0,
                     msn,
+                    replay: false,
                 });
             }
             Operation::ReadResponse | Operation::Ack | Operation::AtomicAck => return,
         }
 
         self.resp.epsn = psn.add(advance);
+        if info.operation != Operation::ReadRequest {
+            self.resp.ack_psn = self.resp.epsn;
+        }
         self.resp.sent_psn_nak = false;
         self.resp.last_op = if info.is_end() { None } else { Some(opcode) };
         if matches!(info.operation, Operation::Send | Operation::Write) {
@@ -384,6 +410,17 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 self.counters.ack_deferred += 1;
             }
         }
+    }
+
+    /// Responder resources: `max_dest_rd_atomic` rounded up to a power of two, as Linux
+    /// (`rxe_qp_from_attr`) rounds both `max_dest_rd_atomic` and `max_rd_atomic`. A Linux
+    /// requester given the same odd value keeps the rounded-up number of READ/atomic requests
+    /// outstanding; refusing them would fail the connection.
+    fn dest_rd_atomic(&self) -> u8 {
+        self.attrs
+            .max_dest_rd_atomic
+            .clamp(1, MAX_RD_ATOMIC)
+            .next_power_of_two()
     }
 
     /// Places a SEND packet into the receive request at the RQ front; false if it failed.
@@ -571,14 +608,13 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             fatal: true,
         }) {
             // No room for the NAK: go to ERR now; the requester times out.
-            self.fatal_responder();
+            self.fatal_responder(super::nak_status(code));
         }
     }
 
-    fn fatal_responder(&mut self) {
-        let _ = self
-            .events
-            .push_back(super::QpEvent::Fatal(WcStatus::RemInvReqErr));
+    /// Moves to ERR after a fatal NAK; the event carries the status the NAK gives the peer.
+    fn fatal_responder(&mut self, status: WcStatus) {
+        let _ = self.events.push_back(super::QpEvent::Fatal(status));
         self.flush(None);
     }
 
@@ -588,8 +624,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         let psn = roce.bth().psn();
         match roce.info().operation {
             Operation::Send | Operation::Write => {
-                // C9-105: ACK with the PSN of the last request executed.
-                let (p, msn) = (self.resp.epsn.sub(1), self.resp.msn);
+                // C9-105: ACK again, with the PSN of the last SEND, WRITE or atomic executed
+                // (Linux `duplicate_request`: a READ's PSN would NAK its responses implicitly).
+                let (p, msn) = (self.resp.ack_psn.sub(1), self.resp.msn);
                 self.resp.queue(Pending::Ack {
                     psn: p,
                     syndrome: ack(),
@@ -643,6 +680,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     next_psn: psn,
                     off: 0,
                     msn,
+                    replay: true,
                 });
             }
             Operation::CompareSwap | Operation::FetchAdd => {
@@ -651,7 +689,12 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     _ => None,
                 });
                 if let Some((orig, msn)) = found {
-                    self.resp.queue(Pending::AtomicAck { psn, orig, msn });
+                    self.resp.queue(Pending::AtomicAck {
+                        psn,
+                        orig,
+                        msn,
+                        replay: true,
+                    });
                 }
             }
             Operation::AtomicWrite | Operation::Flush => {
@@ -669,6 +712,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                         next_psn: psn,
                         off: 0,
                         msn,
+                        replay: true,
                     });
                 }
             }
@@ -699,11 +743,15 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 self.resp.pending.pop_front();
                 if fatal {
                     self.resp.error_pending = false;
-                    self.fatal_responder();
+                    let status = match syndrome {
+                        Syndrome::Nak(code) => super::nak_status(code),
+                        _ => WcStatus::RemInvReqErr,
+                    };
+                    self.fatal_responder(status);
                 }
                 n
             }
-            Pending::AtomicAck { psn, orig, msn } => {
+            Pending::AtomicAck { psn, orig, msn, .. } => {
                 let ext = ExtHeaders {
                     aeth: Some(AethRepr {
                         syndrome: ack(),
@@ -724,6 +772,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 next_psn,
                 off,
                 msn,
+                replay,
             } => {
                 let mtu = self.attrs.path_mtu.bytes();
                 let remaining = len - off;
@@ -785,6 +834,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                         next_psn: next_psn.add(1),
                         off: off + paylen,
                         msn,
+                        replay,
                     };
                 }
                 n

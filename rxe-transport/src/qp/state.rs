@@ -155,7 +155,8 @@ pub(crate) fn transition(ty: QpType, cur: QpState, next: QpState) -> Option<(Att
             let opt = if ud {
                 AttrMask::PKEY_INDEX | AttrMask::QKEY
             } else if rc {
-                AttrMask::AV
+                AttrMask::PORT
+                    | AttrMask::AV
                     | AttrMask::ACCESS_FLAGS
                     | AttrMask::PKEY_INDEX
                     | AttrMask::MIN_RNR_TIMER
