@@ -11,7 +11,8 @@ pub struct Counters {
     pub rcvd_pkts: u64,
     /// Duplicate requests received (responder).
     pub duplicate_request: u64,
-    /// Requests received ahead of the expected PSN (responder).
+    /// Requests received ahead of the expected PSN that drew a PSN-sequence NAK (responder; the
+    /// rest of such a burst is dropped silently and not counted, as Linux `check_psn`).
     pub out_of_seq_request: u64,
     /// RNR NAKs received (requester).
     pub rcvd_rnr_err: u64,
@@ -19,7 +20,8 @@ pub struct Counters {
     pub send_rnr_err: u64,
     /// PSN sequence error NAKs received (requester).
     pub rcvd_seq_err: u64,
-    /// ACKs not sent at once because the packet did not request one (responder).
+    /// SEND/WRITE packets executed without an immediate ACK because they did not set AckReq
+    /// (responder). Linux's counter of this name counts completer reschedules instead.
     pub ack_deferred: u64,
     /// Work requests failed with RETRY_EXC_ERR.
     pub retry_exceeded_err: u64,

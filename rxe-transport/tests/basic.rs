@@ -170,3 +170,36 @@ fn write_read_and_atomics_work() {
     assert_eq!(p.b.mem.bytes(bk, 0x40000, 8), &50u64.to_ne_bytes());
     assert_eq!(p.a.send_wcs[1].byte_len, 65536);
 }
+
+#[test]
+fn sender_completion_of_send_with_imm_carries_with_imm() {
+    let (mut p, ak, bk) = setup();
+    p.b.qp
+        .post_recv(RecvWr::new(
+            9,
+            Sge {
+                addr: 0x20000,
+                length: 64,
+                lkey: bk,
+            },
+        ))
+        .unwrap();
+    let imm = rxe_wire::ImmDt::from_be_u32(0x1122_3344);
+    let wr = SendWr::new(
+        1,
+        WrOpcode::SendWithImm(imm),
+        Some(Sge {
+            addr: 0x10000,
+            length: 16,
+            lkey: ak,
+        }),
+        SendFlags::SIGNALED,
+    );
+    p.a.qp.post_send(wr, &p.a.mem).unwrap();
+    p.drive();
+    assert_eq!(p.a.send_wcs[0].status, WcStatus::Success);
+    assert!(p.a.send_wcs[0]
+        .wc_flags
+        .contains(rxe_transport::WcFlags::WITH_IMM));
+    assert_eq!(p.b.recv_wcs[0].imm_data, Some(imm));
+}

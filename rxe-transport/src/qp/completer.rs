@@ -269,7 +269,14 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     invalidated_rkey: None,
                     qp_num: self.cfg.qpn.value(),
                     src_qp: 0,
-                    wc_flags: WcFlags::empty(),
+                    // As Linux's make_send_cqe: the sender's completion of an operation with
+                    // immediate data says so too.
+                    wc_flags: match w.wr.opcode {
+                        WrOpcode::SendWithImm(_) | WrOpcode::RdmaWriteWithImm(..) => {
+                            WcFlags::WITH_IMM
+                        }
+                        _ => WcFlags::empty(),
+                    },
                 };
                 let _ = self.send_cq.push_back(wc);
             }
