@@ -1801,3 +1801,59 @@ fn a_responder_with_max_dest_rd_atomic_3_accepts_the_4_reads_a_linux_requester_s
         p.b.mem.bytes(bk, B_BUF, 4 * 4096),
     );
 }
+
+#[test]
+fn a_sequence_nak_past_an_unanswered_atomic_resends_the_atomic_at_its_own_psn_and_it_runs_once() {
+    // Found by the property tests: the NAK used to move the acknowledged PSN past the atomic,
+    // which then went out again one PSN late, ran a second time and failed BAD_RESP_ERR.
+    let params = ConnParams::default();
+    let (mut p, ak, bk) = setup(params);
+    let p0 = params.a_psn;
+    let mut dropped_ack = false;
+    let mut dropped_write = false;
+    p.drop_if = Some(Box::new(move |w: &WirePacket| {
+        if !w.from_a && w.opcode == O::RC_ATOMIC_ACKNOWLEDGE && !dropped_ack {
+            dropped_ack = true;
+            return true;
+        }
+        if w.from_a && w.psn.value() == psn(p0, 1) && !dropped_write {
+            dropped_write = true;
+            return true;
+        }
+        false
+    }));
+    let target = remote(B_BUF, bk);
+    let fa = WrOpcode::AtomicFetchAdd {
+        remote: target,
+        add: 5,
+    };
+    post(
+        &mut p,
+        SendWr::new(1, fa, Some(sge(A_SRC + 0x8000, 8, ak)), SendFlags::SIGNALED),
+    );
+    for i in 0..2u64 {
+        let w = WrOpcode::RdmaWrite(remote(B_BUF + 0x100 + 8 * i, bk));
+        post(
+            &mut p,
+            SendWr::new(2 + i, w, Some(sge(A_SRC, 8, ak)), SendFlags::SIGNALED),
+        );
+    }
+    p.drive();
+    assert_eq!(
+        statuses(&p.a.send_wcs),
+        vec![
+            (1, WcStatus::Success),
+            (2, WcStatus::Success),
+            (3, WcStatus::Success)
+        ]
+    );
+    assert_eq!(p.b.mem.atomics_run, 1);
+    assert_eq!(p.b.mem.bytes(bk, B_BUF, 8), &5u64.to_ne_bytes());
+    assert_eq!(p.a.mem.bytes(ak, A_SRC + 0x8000, 8), &0u64.to_ne_bytes());
+    // Every FETCH_ADD on the wire carries the atomic's own PSN.
+    let w = wire_summary(&p);
+    assert!(w
+        .iter()
+        .filter(|x| x.1 == O::RC_FETCH_ADD)
+        .all(|x| x.2 == p0));
+}
