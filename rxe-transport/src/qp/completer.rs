@@ -147,7 +147,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     let wr = wqe.wr.clone();
                     let mut ok = true;
                     super::requester::for_each_piece(
-                        &wr,
+                        &wr.sg_list,
                         off,
                         payload.len() as u32,
                         |lkey, addr, len, _| {
@@ -167,7 +167,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                         return;
                     }
                     super::requester::for_each_piece(
-                        &wr,
+                        &wr.sg_list,
                         off,
                         payload.len() as u32,
                         |lkey, addr, len, at| {

@@ -421,7 +421,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         };
         if payload > 0 && wqe.inline.is_none() {
             let mut ok = true;
-            for_each_piece(&wqe.wr, data_off, payload, |lkey, addr, len, _| {
+            for_each_piece(&wqe.wr.sg_list, data_off, payload, |lkey, addr, len, _| {
                 ok &= memory::check(mem, lkey, self.cfg.pd, addr, len as u64, Access::empty())
                     .is_ok();
             });
@@ -439,7 +439,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 let s = data_off as usize;
                 dst.copy_from_slice(&d[s..s + dst.len()]);
             }
-            None => for_each_piece(wr, data_off, payload, |lkey, addr, len, at| {
+            None => for_each_piece(&wr.sg_list, data_off, payload, |lkey, addr, len, at| {
                 mem_ro.read(lkey, addr, &mut dst[at..at + len]);
             }),
         })?;
@@ -496,10 +496,11 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     }
 }
 
-/// Calls `f(lkey, addr, len, offset_in_piece_sequence)` for the pieces of the scatter/gather list
-/// covering `len` bytes from byte `off` of the message.
+/// Calls `f(lkey, addr, len, at)` for the pieces of a scatter/gather list covering `len` bytes
+/// from byte `off` of the message; `at` is where each piece starts within those `len` bytes.
+/// Requester gathers, completer scatters READ data, responder scatters SENDs: all through this.
 pub(crate) fn for_each_piece(
-    wr: &SendWr,
+    sg: &crate::verbs::SgList,
     off: u32,
     len: u32,
     mut f: impl FnMut(u32, u64, usize, usize),
@@ -507,7 +508,7 @@ pub(crate) fn for_each_piece(
     let mut skip = u64::from(off);
     let mut left = u64::from(len);
     let mut at = 0usize;
-    for sge in &wr.sg_list {
+    for sge in sg {
         if left == 0 {
             break;
         }

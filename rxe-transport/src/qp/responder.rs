@@ -14,7 +14,7 @@ use rxe_wire::{
     Syndrome,
 };
 
-use super::requester::npkts;
+use super::requester::{for_each_piece, npkts};
 use super::{Qp, MAX_RD_ATOMIC};
 use crate::memory::{self, AtomicOp, Memory};
 use crate::verbs::{Access, WcFlags, WcOpcode, WcStatus, WorkCompletion};
@@ -268,17 +268,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             Operation::ReadRequest => {
                 let Some(reth) = roce.reth() else { return };
                 let (va, rkey, len) = (reth.va(), reth.rkey(), reth.dma_len());
-                if len > 0
-                    && memory::check(
-                        mem,
-                        rkey.0,
-                        self.cfg.pd,
-                        va,
-                        u64::from(len),
-                        Access::REMOTE_READ,
-                    )
-                    .is_err()
-                {
+                if !self.remote_ok(mem, rkey, va, u64::from(len), Access::REMOTE_READ) {
                     return self.nak_fatal(psn, NakCode::RemoteAccessError);
                 }
                 advance = npkts(len, mtu as u32);
@@ -313,7 +303,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 if va % 8 != 0 {
                     return self.nak_fatal(psn, NakCode::InvalidRequest);
                 }
-                if memory::check(mem, rkey.0, self.cfg.pd, va, 8, Access::REMOTE_ATOMIC).is_err() {
+                if !self.remote_ok(mem, rkey, va, 8, Access::REMOTE_ATOMIC) {
                     return self.nak_fatal(psn, NakCode::RemoteAccessError);
                 }
                 let op = if info.operation == Operation::CompareSwap {
@@ -343,8 +333,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     if va % 8 != 0 {
                         return self.nak_fatal(psn, NakCode::InvalidRequest);
                     }
-                    if memory::check(mem, rkey.0, self.cfg.pd, va, 8, Access::REMOTE_WRITE).is_err()
-                    {
+                    if !self.remote_ok(mem, rkey, va, 8, Access::REMOTE_WRITE) {
                         return self.nak_fatal(psn, NakCode::RemoteAccessError);
                     }
                     mem.write(rkey.0, va, payload);
@@ -423,6 +412,19 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             .next_power_of_two()
     }
 
+    /// Whether the peer may access `len` bytes at `va` through `rkey` with `need`. A zero-length
+    /// access needs no valid rkey (IBTA C9-88).
+    fn remote_ok<M: Memory + ?Sized>(
+        &self,
+        mem: &M,
+        rkey: Rkey,
+        va: u64,
+        len: u64,
+        need: Access,
+    ) -> bool {
+        len == 0 || memory::check(mem, rkey.0, self.cfg.pd, va, len, need).is_ok()
+    }
+
     /// Places a SEND packet into the receive request at the RQ front; false if it failed.
     fn place_send<M: Memory + ?Sized>(
         &mut self,
@@ -450,7 +452,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         }
         let sg = wqe.sg_list.clone();
         let mut ok = true;
-        scatter(&sg, off, payload.len(), |lkey, addr, len, _| {
+        for_each_piece(&sg, off, payload.len() as u32, |lkey, addr, len, _| {
             ok &= memory::check(
                 mem,
                 lkey,
@@ -466,7 +468,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             self.nak_fatal(psn, NakCode::RemoteOperationalError);
             return false;
         }
-        scatter(&sg, off, payload.len(), |lkey, addr, len, at| {
+        for_each_piece(&sg, off, payload.len() as u32, |lkey, addr, len, at| {
             mem.write(lkey, addr, &payload[at..at + len]);
         });
         self.resp.recv_off = off + payload.len() as u32;
@@ -509,17 +511,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if let Some(reth) = roce.reth() {
             let (va, rkey, len) = (reth.va(), reth.rkey(), reth.dma_len());
             // A zero-length WRITE needs no valid rkey (IBTA C9-88).
-            if len > 0
-                && memory::check(
-                    mem,
-                    rkey.0,
-                    self.cfg.pd,
-                    va,
-                    u64::from(len),
-                    Access::REMOTE_WRITE,
-                )
-                .is_err()
-            {
+            if !self.remote_ok(mem, rkey, va, u64::from(len), Access::REMOTE_WRITE) {
                 self.nak_fatal(psn, NakCode::RemoteAccessError);
                 return false;
             }
@@ -659,17 +651,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 if !inside {
                     return;
                 }
-                if len > 0
-                    && memory::check(
-                        mem,
-                        rkey.0,
-                        self.cfg.pd,
-                        va,
-                        u64::from(len),
-                        Access::REMOTE_READ,
-                    )
-                    .is_err()
-                {
+                if !self.remote_ok(mem, rkey, va, u64::from(len), Access::REMOTE_READ) {
                     return;
                 }
                 self.resp.queue(Pending::Read {
@@ -786,17 +768,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     (false, true) => Opcode::RC_RDMA_READ_RESPONSE_LAST,
                 };
                 let addr = va.wrapping_add(u64::from(off));
-                if paylen > 0
-                    && memory::check(
-                        mem,
-                        rkey.0,
-                        self.cfg.pd,
-                        addr,
-                        u64::from(paylen),
-                        Access::REMOTE_READ,
-                    )
-                    .is_err()
-                {
+                if !self.remote_ok(mem, rkey, addr, u64::from(paylen), Access::REMOTE_READ) {
                     // The region went away mid-response.
                     if let Some(front) = self.resp.pending.front_mut() {
                         *front = Pending::Ack {
@@ -846,33 +818,5 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
 fn ack() -> Syndrome {
     Syndrome::Ack {
         credits: Syndrome::UNLIMITED_CREDITS,
-    }
-}
-
-/// Calls `f(lkey, addr, len, at)` for the pieces of a scatter list receiving `len` bytes at
-/// message offset `off`.
-fn scatter(
-    sg: &crate::verbs::SgList,
-    off: u32,
-    len: usize,
-    mut f: impl FnMut(u32, u64, usize, usize),
-) {
-    let mut skip = u64::from(off);
-    let mut left = len as u64;
-    let mut at = 0usize;
-    for sge in sg {
-        if left == 0 {
-            break;
-        }
-        let l = u64::from(sge.length);
-        if skip >= l {
-            skip -= l;
-            continue;
-        }
-        let take = (l - skip).min(left);
-        f(sge.lkey, sge.addr + skip, take as usize, at);
-        at += take as usize;
-        left -= take;
-        skip = 0;
     }
 }
