@@ -144,36 +144,25 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                         self.fatal(WcStatus::BadRespErr);
                         return;
                     }
-                    let wr = wqe.wr.clone();
+                    // The scatter list stays in the SQ: borrow it next to the memory.
+                    let Some(sg) = self.sq.get(idx).map(|w| &w.wr.sg_list) else {
+                        return;
+                    };
+                    let pd = self.cfg.pd;
+                    let n = payload.len() as u32;
                     let mut ok = true;
-                    super::requester::for_each_piece(
-                        &wr.sg_list,
-                        off,
-                        payload.len() as u32,
-                        |lkey, addr, len, _| {
-                            ok &= memory::check(
-                                mem,
-                                lkey,
-                                self.cfg.pd,
-                                addr,
-                                len as u64,
-                                Access::LOCAL_WRITE,
-                            )
+                    super::requester::for_each_piece(sg, off, n, |lkey, addr, len, _| {
+                        ok &= memory::check(mem, lkey, pd, addr, len as u64, Access::LOCAL_WRITE)
                             .is_ok();
-                        },
-                    );
-                    if !ok {
+                    });
+                    if ok {
+                        super::requester::for_each_piece(sg, off, n, |lkey, addr, len, at| {
+                            mem.write(lkey, addr, &payload[at..at + len]);
+                        });
+                    } else {
                         self.fatal(WcStatus::LocProtErr);
                         return;
                     }
-                    super::requester::for_each_piece(
-                        &wr.sg_list,
-                        off,
-                        payload.len() as u32,
-                        |lkey, addr, len, at| {
-                            mem.write(lkey, addr, &payload[at..at + len]);
-                        },
-                    );
                     if let Some(w) = self.sq.get_mut(idx) {
                         w.byte_len = off + payload.len() as u32;
                     }

@@ -547,48 +547,16 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Option<usize> {
-        let av = self.attrs.av?;
-        let ip = match (av.sgid, av.dgid) {
-            (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                let ident = self.ident;
-                self.ident = self.ident.wrapping_add(1);
-                IpRepr::V4(ipv4::Repr {
-                    src,
-                    dst,
-                    tos: av.traffic_class,
-                    ident,
-                    dont_frag: true,
-                    ttl: av.hop_limit,
-                })
-            }
-            (IpAddr::V6(src), IpAddr::V6(dst)) => IpRepr::V6(ipv6::Repr {
-                src,
-                dst,
-                traffic_class: av.traffic_class,
-                flow_label: av.flow_label & 0xf_ffff,
-                hop_limit: av.hop_limit,
-            }),
-            _ => return None,
-        };
-        let sport = av
-            .udp_sport
-            .unwrap_or_else(|| udp_sport(av.flow_label, self.cfg.qpn, self.attrs.dest_qp));
-        let mut bth = bth;
-        bth.pad_count = rxe_wire::pad_for(payload_len);
-        let repr = RoceV2Repr {
-            ip,
-            udp: udp::Repr {
-                src_port: sport,
-                dst_port: udp::ROCE_PORT,
-                checksum: false,
-            },
-            roce: RoceRepr {
-                bth,
-                ext,
-                payload: &[],
-            },
-        };
-        repr.emit_with(buf, payload_len, fill).ok()
+        emit_to(
+            &self.attrs,
+            self.cfg.qpn,
+            &mut self.ident,
+            buf,
+            bth,
+            ext,
+            payload_len,
+            fill,
+        )
     }
 
     fn bth(&self, opcode: Opcode, psn: Psn, ack_req: bool, solicited: bool) -> bth::Repr {
@@ -706,6 +674,63 @@ fn validate_values(a: &QpAttr) -> Result<(), ModifyQpError> {
         bad(same_family && av.flow_label <= 0xf_ffff, AttrMask::AV)?;
     }
     Ok(())
+}
+
+/// Writes one packet to the peer of a QP with `attrs` (so callers can keep other fields of the
+/// QP borrowed); `fill` writes `payload_len` bytes of payload in place.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit_to(
+    attrs: &Attrs,
+    qpn: Qpn,
+    ident: &mut u16,
+    buf: &mut [u8],
+    bth: bth::Repr,
+    ext: ExtHeaders,
+    payload_len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> Option<usize> {
+    let av = attrs.av?;
+    let ip = match (av.sgid, av.dgid) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let id = *ident;
+            *ident = ident.wrapping_add(1);
+            IpRepr::V4(ipv4::Repr {
+                src,
+                dst,
+                tos: av.traffic_class,
+                ident: id,
+                dont_frag: true,
+                ttl: av.hop_limit,
+            })
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => IpRepr::V6(ipv6::Repr {
+            src,
+            dst,
+            traffic_class: av.traffic_class,
+            flow_label: av.flow_label & 0xf_ffff,
+            hop_limit: av.hop_limit,
+        }),
+        _ => return None,
+    };
+    let sport = av
+        .udp_sport
+        .unwrap_or_else(|| udp_sport(av.flow_label, qpn, attrs.dest_qp));
+    let mut bth = bth;
+    bth.pad_count = rxe_wire::pad_for(payload_len);
+    let repr = RoceV2Repr {
+        ip,
+        udp: udp::Repr {
+            src_port: sport,
+            dst_port: udp::ROCE_PORT,
+            checksum: false,
+        },
+        roce: RoceRepr {
+            bth,
+            ext,
+            payload: &[],
+        },
+    };
+    repr.emit_with(buf, payload_len, fill).ok()
 }
 
 /// Whether the packet's PKey is the default partition; kept for the device's demux.

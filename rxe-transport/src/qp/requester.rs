@@ -271,16 +271,20 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         let mtu = self.attrs.path_mtu.bytes();
         let off = self.req.off;
         let psn = self.req.psn;
-        let wqe = self.sq.get(idx)?.clone();
-        let remaining = wqe.len - off;
+        // Copy out the small fields; the scatter/gather list and inline data stay in the SQ.
+        let wqe = self.sq.get(idx)?;
+        let (wr_opcode, wr_flags, wqe_len) = (wqe.wr.opcode, wqe.wr.flags, wqe.len);
+        let (segmented, is_read, has_inline) =
+            (wqe.is_segmented(), wqe.is_read(), wqe.inline.is_some());
+        let remaining = wqe_len - off;
         let paylen = remaining.min(mtu);
         let first = off == 0;
         let last = remaining <= mtu;
-        let solicited_flag = wqe.wr.flags.contains(SendFlags::SOLICITED);
+        let solicited_flag = wr_flags.contains(SendFlags::SOLICITED);
         let mut ext = ExtHeaders::default();
-        let (opcode, payload, psn_used) = match wqe.wr.opcode {
+        let (opcode, payload, psn_used) = match wr_opcode {
             WrOpcode::Send | WrOpcode::SendWithImm(_) | WrOpcode::SendWithInv(_) => {
-                let op = match (first, last, wqe.wr.opcode) {
+                let op = match (first, last, wr_opcode) {
                     (true, true, WrOpcode::SendWithImm(i)) => {
                         ext.immdt = Some(i);
                         Opcode::RC_SEND_ONLY_WITH_IMMEDIATE
@@ -305,7 +309,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 (op, paylen, 1)
             }
             WrOpcode::RdmaWrite(r) | WrOpcode::RdmaWriteWithImm(r, _) => {
-                let imm: Option<ImmDt> = match wqe.wr.opcode {
+                let imm: Option<ImmDt> = match wr_opcode {
                     WrOpcode::RdmaWriteWithImm(_, i) => Some(i),
                     _ => None,
                 };
@@ -313,7 +317,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     ext.reth = Some(reth::Repr {
                         va: r.addr,
                         rkey: r.rkey,
-                        dma_len: wqe.len,
+                        dma_len: wqe_len,
                     });
                 }
                 let op = match (first, last, imm) {
@@ -390,8 +394,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             }
             WrOpcode::LocalInv(_) => return None,
         };
-        let is_read = wqe.is_read();
-        let end_of_msg = last || !wqe.is_segmented() || is_read;
+        let end_of_msg = last || !segmented || is_read;
         let ack_req = end_of_msg || {
             let v = self.req.noack_pkts;
             self.req.noack_pkts += 1;
@@ -403,7 +406,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         // The solicited event bit is defined for SEND and RDMA WRITE with immediate only
         // (Linux `init_req_packet`).
         let carries_event = matches!(
-            wqe.wr.opcode,
+            wr_opcode,
             WrOpcode::Send
                 | WrOpcode::SendWithImm(_)
                 | WrOpcode::SendWithInv(_)
@@ -414,14 +417,15 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
 
         // Gather the payload: check every piece first, so a bad lkey fails before anything is
         // written (and the request completes with LOC_PROT_ERR).
-        let data_off = if matches!(wqe.wr.opcode, WrOpcode::AtomicWrite(_)) {
+        let data_off = if matches!(wr_opcode, WrOpcode::AtomicWrite(_)) {
             0
         } else {
             off
         };
-        if payload > 0 && wqe.inline.is_none() {
+        if payload > 0 && !has_inline {
             let mut ok = true;
-            for_each_piece(&wqe.wr.sg_list, data_off, payload, |lkey, addr, len, _| {
+            let sg = &self.sq.get(idx)?.wr.sg_list;
+            for_each_piece(sg, data_off, payload, |lkey, addr, len, _| {
                 ok &= memory::check(mem, lkey, self.cfg.pd, addr, len as u64, Access::empty())
                     .is_ok();
             });
@@ -431,22 +435,31 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 return None;
             }
         }
-        let inline = wqe.inline.as_ref();
-        let wr = &wqe.wr;
+        let wqe = self.sq.get(idx)?;
         let mem_ro: &M = mem;
-        let n = self.emit(buf, bth, ext, payload as usize, |dst| match inline {
+        let fill = |dst: &mut [u8]| match &wqe.inline {
             Some(d) => {
                 let s = data_off as usize;
                 dst.copy_from_slice(&d[s..s + dst.len()]);
             }
-            None => for_each_piece(&wr.sg_list, data_off, payload, |lkey, addr, len, at| {
+            None => for_each_piece(&wqe.wr.sg_list, data_off, payload, |lkey, addr, len, at| {
                 mem_ro.read(lkey, addr, &mut dst[at..at + len]);
             }),
-        })?;
+        };
+        let n = super::emit_to(
+            &self.attrs,
+            self.cfg.qpn,
+            &mut self.ident,
+            buf,
+            bth,
+            ext,
+            payload as usize,
+            fill,
+        )?;
 
         // Advance the cursor.
         self.req.psn = psn.add(psn_used);
-        let done = if is_read || !wqe.is_segmented() {
+        let done = if is_read || !segmented {
             true
         } else {
             self.req.off = off + payload;
@@ -455,8 +468,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if done {
             self.req.next += 1;
             self.req.off = 0;
-            if let WrOpcode::Send | WrOpcode::SendWithImm(_) | WrOpcode::SendWithInv(_) =
-                wqe.wr.opcode
+            if let WrOpcode::Send | WrOpcode::SendWithImm(_) | WrOpcode::SendWithInv(_) = wr_opcode
             {
                 if last {
                     self.counters.rdma_sends += 1;
