@@ -88,7 +88,14 @@
 //! IBTA timer table and `rnr_retry` (7 = forever); responder duplicate handling (re-ACK, READ
 //! replay from the requested PSN, atomic and FLUSH results replayed, never re-executed); error
 //! completions with the verbs statuses and flush to `WR_FLUSH_ERR`; counters named as Linux rxe's.
-//! UC, UD, SRQ and memory windows arrive with the datagram transport.
+//!
+//! ## UC
+//!
+//! SEND and RDMA WRITE (with immediate data) over unreliable connections: no AckReq, no ACKs,
+//! no timers; a request completes when its last packet is sent. The responder drops the rest of
+//! a message after a PSN gap or any error (no NAKs; the receive request is reused) and starts
+//! over at the next FIRST or ONLY packet, as Linux does. UD, SRQ and memory windows arrive with
+//! the datagram transport.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 #![warn(

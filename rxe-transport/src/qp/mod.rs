@@ -68,7 +68,7 @@ pub const MAX_PKT_PER_ACK: u32 = 64;
 pub struct QpConfig {
     /// This QP's number.
     pub qpn: Qpn,
-    /// Transport service (RC in this release).
+    /// Transport service (RC or UC in this release).
     pub qp_type: QpType,
     /// Protection domain: every key the QP uses must belong to it.
     pub pd: Pd,
@@ -80,6 +80,14 @@ pub struct QpConfig {
 }
 
 impl QpConfig {
+    /// A UC QP configuration.
+    pub fn uc(qpn: Qpn, pd: Pd) -> QpConfig {
+        QpConfig {
+            qp_type: QpType::Uc,
+            ..QpConfig::rc(qpn, pd)
+        }
+    }
+
     /// An RC QP configuration with Linux's retry behaviour.
     pub fn rc(qpn: Qpn, pd: Pd) -> QpConfig {
         QpConfig {
@@ -95,7 +103,7 @@ impl QpConfig {
 /// Why a QP could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateQpError {
-    /// UC and UD QPs come with the datagram transport; this release has RC.
+    /// UD QPs come with the datagram transport; this release has RC and UC.
     UnsupportedType(QpType),
     /// A capacity of 0.
     ZeroCapacity,
@@ -212,7 +220,7 @@ pub struct Qp<const SQ: usize, const RQ: usize> {
 impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     /// Creates a QP in RESET.
     pub fn new(cfg: QpConfig) -> Result<Qp<SQ, RQ>, CreateQpError> {
-        if cfg.qp_type != QpType::Rc {
+        if cfg.qp_type == QpType::Ud {
             return Err(CreateQpError::UnsupportedType(cfg.qp_type));
         }
         if SQ == 0 || RQ == 0 {
@@ -241,6 +249,10 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     /// This QP's number.
     pub fn qpn(&self) -> Qpn {
         self.cfg.qpn
+    }
+    /// The transport service.
+    pub fn qp_type(&self) -> QpType {
+        self.cfg.qp_type
     }
     /// The current state.
     pub fn state(&self) -> QpState {
@@ -399,6 +411,17 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if self.sq.len() + self.send_cq.len() >= SQ {
             return Err(PostSendError::QueueFull);
         }
+        // UC carries SEND and RDMA WRITE (with immediate) only (Linux `rxe_wr_opcode_info`).
+        let uc_ok = matches!(
+            wr.opcode,
+            WrOpcode::Send
+                | WrOpcode::SendWithImm(_)
+                | WrOpcode::RdmaWrite(_)
+                | WrOpcode::RdmaWriteWithImm(..)
+        );
+        if self.cfg.qp_type == QpType::Uc && !uc_ok {
+            return Err(PostSendError::InvalidOpcode);
+        }
         let wqe = SendWqe::new(wr, mem, self.cfg.pd)?;
         if self.state == QpState::Err {
             let wc = self.flush_wc(&wqe.wr, WcStatus::WrFlushErr);
@@ -462,7 +485,11 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             return;
         }
         let info = roce.info();
-        if info.transport != rxe_wire::Transport::Rc || !self.is_from_peer(pkt) {
+        let transport = match self.cfg.qp_type {
+            QpType::Uc => rxe_wire::Transport::Uc,
+            _ => rxe_wire::Transport::Rc,
+        };
+        if info.transport != transport || !self.is_from_peer(pkt) {
             return;
         }
         if bth.pkey() != self.attrs.pkey {

@@ -238,11 +238,17 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             }
             break;
         }
-        // At most MAX_UNACKED_PSNS PSNs in flight.
-        if self.req.psn.diff(self.req.comp_psn) >= MAX_UNACKED_PSNS {
+        let uc = self.cfg.qp_type == super::QpType::Uc;
+        // At most MAX_UNACKED_PSNS PSNs in flight (RC: UC has nothing to acknowledge).
+        if !uc && self.req.psn.diff(self.req.comp_psn) >= MAX_UNACKED_PSNS {
             return None;
         }
         let n = self.build_request(buf, mem)?;
+        if uc {
+            // UC requests complete once their last packet is sent (Linux `rxe_req.c`).
+            self.complete_front();
+            return Some(n);
+        }
         if self.timers.get(Timer::Retransmit).is_none() {
             if let Some(t) = local_ack_timeout(self.attrs.timeout) {
                 self.timers.set(Timer::Retransmit, now + t);
@@ -395,11 +401,14 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             WrOpcode::LocalInv(_) => return None,
         };
         let end_of_msg = last || !segmented || is_read;
-        let ack_req = end_of_msg || {
-            let v = self.req.noack_pkts;
-            self.req.noack_pkts += 1;
-            v > MAX_PKT_PER_ACK
-        };
+        let uc = self.cfg.qp_type == super::QpType::Uc;
+        // UC packets are never acknowledged: Linux never sets AckReq on them.
+        let ack_req = !uc
+            && (end_of_msg || {
+                let v = self.req.noack_pkts;
+                self.req.noack_pkts += 1;
+                v > MAX_PKT_PER_ACK
+            });
         if ack_req {
             self.req.noack_pkts = 0;
         }
@@ -413,6 +422,8 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 | WrOpcode::RdmaWriteWithImm(..)
         );
         let solicited = end_of_msg && solicited_flag && carries_event;
+        // UC opcodes are the RC ones with the transport bits 001 (IBTA table 38).
+        let opcode = if uc { Opcode(opcode.0 | 0x20) } else { opcode };
         let bth = self.bth(opcode, psn, ack_req, solicited);
 
         // Gather the payload: check every piece first, so a bad lkey fails before anything is
@@ -466,6 +477,12 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             last
         };
         if done {
+            if uc {
+                if let Some(w) = self.sq.get_mut(idx) {
+                    w.state = WqeState::Done(WcStatus::Success);
+                    w.byte_len = w.len;
+                }
+            }
             self.req.next += 1;
             self.req.off = 0;
             if let WrOpcode::Send | WrOpcode::SendWithImm(_) | WrOpcode::SendWithInv(_) = wr_opcode

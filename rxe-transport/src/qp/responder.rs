@@ -102,6 +102,8 @@ pub(crate) struct Resp {
     pending: Deque<Pending, PENDING>,
     /// A fatal NAK is queued: input is dropped until it is sent and the QP is in ERR.
     pub(crate) error_pending: bool,
+    /// UC: the message in progress was broken off; drop until the next FIRST or ONLY.
+    drop_msg: bool,
 }
 
 impl Resp {
@@ -171,6 +173,25 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         let psn = bth.psn();
         let opcode = bth.opcode();
         let info = roce.info();
+        if self.cfg.qp_type == super::QpType::Uc {
+            // UC (IBTA 9.8.3, Linux `check_psn`): after a gap or an error the rest of the message
+            // is dropped silently; the next FIRST or ONLY starts over at its own PSN.
+            if self.resp.drop_msg || psn != self.resp.epsn {
+                if !info.is_start() {
+                    if !self.resp.drop_msg {
+                        self.counters.out_of_seq_request += 1;
+                    }
+                    self.drop_message();
+                    return;
+                }
+                self.resp.drop_msg = false;
+                self.resp.recv_active = false;
+                self.resp.recv_off = 0;
+                self.resp.write = None;
+                self.resp.last_op = None;
+                self.resp.epsn = psn;
+            }
+        }
         let d = psn.diff(self.resp.epsn);
         if d > 0 {
             // Class B: NAK once with the expected PSN, then drop until it arrives. Like Linux
@@ -229,6 +250,11 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         let needs_recv = (info.operation == Operation::Send && info.is_start())
             || (info.operation == Operation::Write && roce.immdt().is_some());
         if needs_recv && !self.resp.recv_active && self.rq.is_empty() {
+            if self.cfg.qp_type == super::QpType::Uc {
+                // No receive posted: UC drops the message (no RNR NAK).
+                self.drop_message();
+                return;
+            }
             self.counters.send_rnr_err += 1;
             let msn = self.resp.msn;
             let timer = RnrTimer::new(self.attrs.min_rnr_timer);
@@ -386,7 +412,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         }
         self.resp.sent_psn_nak = false;
         self.resp.last_op = if info.is_end() { None } else { Some(opcode) };
-        if matches!(info.operation, Operation::Send | Operation::Write) {
+        if matches!(info.operation, Operation::Send | Operation::Write)
+            && self.cfg.qp_type != super::QpType::Uc
+        {
             if bth.ack_req() {
                 let msn = self.resp.msn;
                 self.resp.queue(Pending::Ack {
@@ -582,6 +610,10 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
 
     /// Completes the receive request at the RQ front with an error.
     fn fail_recv(&mut self, status: WcStatus) {
+        if self.cfg.qp_type == super::QpType::Uc {
+            // The receive request is not consumed; the next message reuses it.
+            return;
+        }
         if let Some(wqe) = self.rq.pop_front() {
             let wc = self.recv_wc(wqe.wr_id, status, WcOpcode::Recv);
             let _ = self.recv_cq.push_back(wc);
@@ -589,8 +621,22 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         self.resp.recv_active = false;
     }
 
-    /// Queues a NAK after which the QP moves to ERR (IBTA class A/C errors).
+    /// UC's answer to every error: drop the rest of the message, keep the receive request.
+    fn drop_message(&mut self) {
+        self.resp.drop_msg = true;
+        self.resp.recv_active = false;
+        self.resp.recv_off = 0;
+        self.resp.write = None;
+        self.resp.last_op = None;
+    }
+
+    /// RC: queues a NAK after which the QP moves to ERR (IBTA class A/C errors). UC has no
+    /// NAKs: the message is dropped and the QP stays in RTS.
     fn nak_fatal(&mut self, psn: Psn, code: NakCode) {
+        if self.cfg.qp_type == super::QpType::Uc {
+            self.drop_message();
+            return;
+        }
         let msn = self.resp.msn;
         self.resp.error_pending = true;
         if !self.resp.queue(Pending::Ack {
