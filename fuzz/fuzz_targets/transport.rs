@@ -1,4 +1,4 @@
-//! Arbitrary packets into an RC QP pair that is mid-conversation: the responder in RTS with
+//! Arbitrary packets into an RC or UC QP pair that is mid-conversation: the responder in RTS with
 //! receives posted, the requester with SEND, WRITE, READ and atomic requests outstanding.
 //!
 //! The input is a script: each step either moves real traffic between the QPs, fires timers,
@@ -62,8 +62,9 @@ impl Memory for Mem {
 
 const IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
 
-fn qp(n: u32, i: usize) -> FQp {
-    let mut q = FQp::new(QpConfig::rc(Qpn::new(n), Pd(1))).unwrap();
+fn qp(n: u32, i: usize, uc: bool) -> FQp {
+    let cfg = if uc { QpConfig::uc(Qpn::new(n), Pd(1)) } else { QpConfig::rc(Qpn::new(n), Pd(1)) };
+    let mut q = FQp::new(cfg).unwrap();
     let access = Some(Access::REMOTE_WRITE | Access::REMOTE_READ | Access::REMOTE_ATOMIC);
     q.modify(&QpAttr { state: Some(QpState::Init), pkey_index: Some(0), port: Some(1), access, ..Default::default() })
         .unwrap();
@@ -75,11 +76,18 @@ fn qp(n: u32, i: usize) -> FQp {
         flow_label: 0,
         udp_sport: None,
     };
+    let dest_qp = Some(Qpn::new(if i == 0 { 0x12 } else { 0x11 }));
+    if uc {
+        let rtr = QpAttr { state: Some(QpState::Rtr), av: Some(av), path_mtu: Some(Mtu::M256), dest_qp, rq_psn: Some(Psn::new(100)), ..Default::default() };
+        q.modify(&rtr).unwrap();
+        q.modify(&QpAttr { state: Some(QpState::Rts), sq_psn: Some(Psn::new(100)), ..Default::default() }).unwrap();
+        return q;
+    }
     q.modify(&QpAttr {
         state: Some(QpState::Rtr),
         av: Some(av),
         path_mtu: Some(Mtu::M256),
-        dest_qp: Some(Qpn::new(if i == 0 { 0x12 } else { 0x11 })),
+        dest_qp,
         rq_psn: Some(Psn::new(100)),
         max_dest_rd_atomic: Some(4),
         min_rnr_timer: Some(1),
@@ -118,6 +126,7 @@ impl Input<'_> {
 
 /// Builds a packet from the input, addressed from node `from` to the other node's QP.
 fn forge(inp: &mut Input<'_>, from: usize, base_psn: u32) -> Option<Vec<u8>> {
+    // Any RC, UC or UD opcode: a QP must drop what its service does not speak.
     let ops = rxe_wire::opcode::ALL;
     let opcode: Opcode = ops[usize::from(inp.u8()) % ops.len()];
     let info = opcode.info()?;
@@ -182,7 +191,9 @@ fn forge(inp: &mut Input<'_>, from: usize, base_psn: u32) -> Option<Vec<u8>> {
 
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
-    let mut q = [qp(0x11, 0), qp(0x12, 1)];
+    // The first byte picks the service: RC or UC.
+    let uc = inp.u8() & 1 == 1;
+    let mut q = [qp(0x11, 0, uc), qp(0x12, 1, uc)];
     let mut m = [Mem { data: vec![0u8; 4096] }, Mem { data: vec![0u8; 4096] }];
     let sge = |addr: u64, length: u32| Sge { addr, length, lkey: 1 };
     for i in 0..2 {
