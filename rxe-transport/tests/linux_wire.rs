@@ -574,7 +574,12 @@ fn connect_uc(
 }
 
 /// One captured UC message: is it a WRITE, its immediate data, its RETH, its payload.
-type UcMessage = (bool, Option<rxe_wire::ImmDt>, Option<rxe_wire::reth::Repr>, Vec<u8>);
+type UcMessage = (
+    bool,
+    Option<rxe_wire::ImmDt>,
+    Option<rxe_wire::reth::Repr>,
+    Vec<u8>,
+);
 
 /// Replays a UC capture: the client's messages are rebuilt as work requests (SEND or WRITE, with
 /// immediate data where Linux had it, the same payload bytes and remote addresses) and every
