@@ -94,8 +94,15 @@
 //! SEND and RDMA WRITE (with immediate data) over unreliable connections: no AckReq, no ACKs,
 //! no timers; a request completes when its last packet is sent. The responder drops the rest of
 //! a message after a PSN gap or any error (no NAKs; the receive request is reused) and starts
-//! over at the next FIRST or ONLY packet, as Linux does. UD, SRQ and memory windows arrive with
-//! the datagram transport.
+//! over at the next FIRST or ONLY packet, as Linux does.
+//!
+//! ## UD
+//!
+//! SEND (with immediate) of up to one port MTU to an address handle, remote QPN and Q_Key given
+//! per request ([`UdDest`]; a Q_Key with bit 31 set sends the QP's own). Datagrams with another
+//! Q_Key, or with no receive posted, are dropped; a received datagram lands after the 40-byte
+//! GRH area, which holds the IPv4 header in its last 20 bytes (or the whole IPv6 header), as
+//! verbs shows it. SRQ, memory windows and QP1/CM come next.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 #![warn(
@@ -115,10 +122,10 @@ pub use memory::{AccessError, AtomicOp, Memory, MrInfo, Pd};
 pub use qp::state::{AttrMask, QpState, QpType};
 pub use qp::{
     AddressVector, Attrs, BufferTooSmall, CreateQpError, ModifyQpError, Mtu, PostRecvError,
-    PostSendError, Qp, QpAttr, QpConfig, QpEvent,
+    PostSendError, Qp, QpAttr, QpConfig, QpEvent, GRH_LEN,
 };
 pub use time::Instant;
 pub use verbs::{
-    Access, RecvWr, Remote, SendFlags, SendWr, SgList, Sge, WcFlags, WcOpcode, WcStatus,
+    Access, RecvWr, Remote, SendFlags, SendWr, SgList, Sge, UdDest, WcFlags, WcOpcode, WcStatus,
     WorkCompletion, WrOpcode,
 };

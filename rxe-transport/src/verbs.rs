@@ -148,6 +148,17 @@ impl WrOpcode {
     }
 }
 
+/// Where a UD send goes (`ibv_send_wr.wr.ud`): address handle, remote QP and Q_Key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UdDest {
+    /// Address handle: our GID, the peer's GID, hop limit, traffic class, flow label.
+    pub ah: crate::qp::AddressVector,
+    /// Destination QP number.
+    pub remote_qpn: rxe_wire::Qpn,
+    /// Q_Key to send; one with bit 31 set means "use the QP's own Q_Key" (IBTA 10.2.4).
+    pub remote_qkey: rxe_wire::QKey,
+}
+
 /// A send work request (`ibv_send_wr`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendWr {
@@ -159,6 +170,8 @@ pub struct SendWr {
     pub sg_list: SgList,
     /// Flags.
     pub flags: SendFlags,
+    /// UD only: where the datagram goes.
+    pub ud: Option<UdDest>,
 }
 
 impl SendWr {
@@ -174,6 +187,7 @@ impl SendWr {
             opcode,
             sg_list,
             flags,
+            ud: None,
         }
     }
     /// Total length of the scatter/gather list.

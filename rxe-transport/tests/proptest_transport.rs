@@ -606,6 +606,7 @@ fn plan(case: &Case, mem: [&TestMemory; 2], keys: Keys) -> Plan {
             opcode,
             sg_list: sg,
             flags,
+            ud: None,
         });
     }
     // The last request of each side is signaled.

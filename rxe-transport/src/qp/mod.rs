@@ -30,6 +30,7 @@
 
 mod attr;
 mod completer;
+mod datagram;
 mod requester;
 mod responder;
 pub mod state;
@@ -45,6 +46,7 @@ use rxe_wire::{
 };
 
 pub use self::attr::{udp_sport, AddressVector, Attrs, Mtu, QpAttr};
+pub use self::datagram::GRH_LEN;
 use self::requester::{Req, SendWqe};
 use self::responder::Resp;
 use self::state::{AttrMask, QpState, QpType};
@@ -77,9 +79,20 @@ pub struct QpConfig {
     pub retry_cnt_7_is_infinite: bool,
     /// First IPv4 Identification value; each IPv4 packet takes the next one.
     pub ipv4_ident: u16,
+    /// The port's active MTU: the largest UD message (Linux uses the port MTU for UD QPs; an
+    /// Ethernet MTU of 1500 gives 1024).
+    pub port_mtu: Mtu,
 }
 
 impl QpConfig {
+    /// A UD QP configuration.
+    pub fn ud(qpn: Qpn, pd: Pd) -> QpConfig {
+        QpConfig {
+            qp_type: QpType::Ud,
+            ..QpConfig::rc(qpn, pd)
+        }
+    }
+
     /// A UC QP configuration.
     pub fn uc(qpn: Qpn, pd: Pd) -> QpConfig {
         QpConfig {
@@ -96,6 +109,7 @@ impl QpConfig {
             pd,
             retry_cnt_7_is_infinite: true,
             ipv4_ident: 1,
+            port_mtu: Mtu::M1024,
         }
     }
 }
@@ -220,9 +234,6 @@ pub struct Qp<const SQ: usize, const RQ: usize> {
 impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     /// Creates a QP in RESET.
     pub fn new(cfg: QpConfig) -> Result<Qp<SQ, RQ>, CreateQpError> {
-        if cfg.qp_type == QpType::Ud {
-            return Err(CreateQpError::UnsupportedType(cfg.qp_type));
-        }
         if SQ == 0 || RQ == 0 {
             return Err(CreateQpError::ZeroCapacity);
         }
@@ -422,6 +433,16 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if self.cfg.qp_type == QpType::Uc && !uc_ok {
             return Err(PostSendError::InvalidOpcode);
         }
+        if self.cfg.qp_type == QpType::Ud {
+            // UD: SEND (with immediate) of at most one port MTU, to an address handle.
+            let ud_ok = matches!(wr.opcode, WrOpcode::Send | WrOpcode::SendWithImm(_));
+            if !ud_ok || wr.ud.is_none() {
+                return Err(PostSendError::InvalidOpcode);
+            }
+            if wr.total_len() > u64::from(self.cfg.port_mtu.bytes()) {
+                return Err(PostSendError::MessageTooLong);
+            }
+        }
         let wqe = SendWqe::new(wr, mem, self.cfg.pd)?;
         if self.state == QpState::Err {
             let wc = self.flush_wc(&wqe.wr, WcStatus::WrFlushErr);
@@ -487,9 +508,21 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         let info = roce.info();
         let transport = match self.cfg.qp_type {
             QpType::Uc => rxe_wire::Transport::Uc,
-            _ => rxe_wire::Transport::Rc,
+            QpType::Ud => rxe_wire::Transport::Ud,
+            QpType::Rc => rxe_wire::Transport::Rc,
         };
-        if info.transport != transport || !self.is_from_peer(pkt) {
+        if info.transport != transport {
+            return;
+        }
+        if self.cfg.qp_type == QpType::Ud {
+            // Datagrams come from anyone; the Q_Key decides.
+            if bth.pkey() == self.attrs.pkey {
+                self.counters.rcvd_pkts += 1;
+                self.handle_datagram(pkt, mem);
+            }
+            return;
+        }
+        if !self.is_from_peer(pkt) {
             return;
         }
         if bth.pkey() != self.attrs.pkey {

@@ -220,7 +220,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     }
                     continue;
                 }
-                let mtu = self.attrs.path_mtu.bytes();
+                let mtu = self.mtu();
                 let n = if wqe.is_segmented() {
                     npkts(wqe.len, mtu)
                 } else {
@@ -238,14 +238,14 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             }
             break;
         }
-        let uc = self.cfg.qp_type == super::QpType::Uc;
-        // At most MAX_UNACKED_PSNS PSNs in flight (RC: UC has nothing to acknowledge).
+        let uc = self.cfg.qp_type != super::QpType::Rc;
+        // At most MAX_UNACKED_PSNS PSNs in flight (RC: UC and UD have nothing to acknowledge).
         if !uc && self.req.psn.diff(self.req.comp_psn) >= MAX_UNACKED_PSNS {
             return None;
         }
         let n = self.build_request(buf, mem)?;
         if uc {
-            // UC requests complete once their last packet is sent (Linux `rxe_req.c`).
+            // UC and UD requests complete once their last packet is sent (Linux `rxe_req.c`).
             self.complete_front();
             return Some(n);
         }
@@ -274,7 +274,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     /// Writes the next packet of the request at `req.next`, advancing the cursor.
     fn build_request<M: Memory + ?Sized>(&mut self, buf: &mut [u8], mem: &mut M) -> Option<usize> {
         let idx = self.req.next;
-        let mtu = self.attrs.path_mtu.bytes();
+        let mtu = self.mtu();
         let off = self.req.off;
         let psn = self.req.psn;
         // Copy out the small fields; the scatter/gather list and inline data stay in the SQ.
@@ -401,8 +401,8 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             WrOpcode::LocalInv(_) => return None,
         };
         let end_of_msg = last || !segmented || is_read;
-        let uc = self.cfg.qp_type == super::QpType::Uc;
-        // UC packets are never acknowledged: Linux never sets AckReq on them.
+        let uc = self.cfg.qp_type != super::QpType::Rc;
+        // UC and UD packets are never acknowledged: Linux never sets AckReq on them.
         let ack_req = !uc
             && (end_of_msg || {
                 let v = self.req.noack_pkts;
@@ -422,9 +422,38 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 | WrOpcode::RdmaWriteWithImm(..)
         );
         let solicited = end_of_msg && solicited_flag && carries_event;
-        // UC opcodes are the RC ones with the transport bits 001 (IBTA table 38).
-        let opcode = if uc { Opcode(opcode.0 | 0x20) } else { opcode };
-        let bth = self.bth(opcode, psn, ack_req, solicited);
+        // UC opcodes are the RC ones with the transport bits 001 (IBTA table 38); UD has SEND
+        // ONLY (with immediate) and a DETH.
+        let mut attrs = self.attrs;
+        let opcode = match self.cfg.qp_type {
+            super::QpType::Rc => opcode,
+            super::QpType::Uc => Opcode(opcode.0 | 0x20),
+            super::QpType::Ud => {
+                let ud = self.sq.get(idx)?.wr.ud?;
+                let qkey = if ud.remote_qkey.is_privileged() {
+                    self.attrs.qkey
+                } else {
+                    ud.remote_qkey
+                };
+                ext.deth = Some(rxe_wire::deth::Repr {
+                    qkey,
+                    src_qp: self.cfg.qpn,
+                });
+                let mut ah = ud.ah;
+                // Linux: a UD QP's source port is 0xc000 + hash_32(qpn, 14).
+                let hash = self.cfg.qpn.value().wrapping_mul(0x61c8_8647) >> 18;
+                ah.udp_sport.get_or_insert(0xc000 | hash as u16);
+                attrs.av = Some(ah);
+                attrs.dest_qp = ud.remote_qpn;
+                if ext.immdt.is_some() {
+                    Opcode::UD_SEND_ONLY_WITH_IMMEDIATE
+                } else {
+                    Opcode::UD_SEND_ONLY
+                }
+            }
+        };
+        let mut bth = self.bth(opcode, psn, ack_req, solicited);
+        bth.dest_qp = attrs.dest_qp;
 
         // Gather the payload: check every piece first, so a bad lkey fails before anything is
         // written (and the request completes with LOC_PROT_ERR).
@@ -458,7 +487,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             }),
         };
         let n = super::emit_to(
-            &self.attrs,
+            &attrs,
             self.cfg.qpn,
             &mut self.ident,
             buf,
@@ -493,6 +522,14 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             }
         }
         Some(n)
+    }
+
+    /// The MTU packets are cut to: the path MTU, or for UD the port's.
+    pub(super) fn mtu(&self) -> u32 {
+        match self.cfg.qp_type {
+            super::QpType::Ud => self.cfg.port_mtu.bytes(),
+            _ => self.attrs.path_mtu.bytes(),
+        }
     }
 
     /// Rewinds the requester to resend from `comp_psn` (go-back-N).
