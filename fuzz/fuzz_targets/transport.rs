@@ -1,4 +1,4 @@
-//! Arbitrary packets into an RC or UC QP pair that is mid-conversation: the responder in RTS with
+//! Arbitrary packets into an RC, UC or UD QP pair that is mid-conversation: the responder in RTS with
 //! receives posted, the requester with SEND, WRITE, READ and atomic requests outstanding.
 //!
 //! The input is a script: each step either moves real traffic between the QPs, fires timers,
@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use libfuzzer_sys::fuzz_target;
 use rxe_transport::{
     Access, AccessError, AddressVector, AtomicOp, Instant, Memory, MrInfo, Mtu, Pd, Qp, QpAttr, QpConfig,
-    QpState, RecvWr, Remote, SendFlags, SendWr, Sge, WrOpcode,
+    QpState, RecvWr, Remote, SendFlags, SendWr, Sge, UdDest, WrOpcode,
 };
 use rxe_wire::aeth::Syndrome;
 use rxe_wire::{
@@ -62,9 +62,27 @@ impl Memory for Mem {
 
 const IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
 
-fn qp(n: u32, i: usize, uc: bool) -> FQp {
-    let cfg = if uc { QpConfig::uc(Qpn::new(n), Pd(1)) } else { QpConfig::rc(Qpn::new(n), Pd(1)) };
+#[derive(Clone, Copy, PartialEq)]
+enum Service {
+    Rc,
+    Uc,
+    Ud,
+}
+
+fn qp(n: u32, i: usize, svc: Service) -> FQp {
+    let cfg = match svc {
+        Service::Rc => QpConfig::rc(Qpn::new(n), Pd(1)),
+        Service::Uc => QpConfig::uc(Qpn::new(n), Pd(1)),
+        Service::Ud => QpConfig::ud(Qpn::new(n), Pd(1)),
+    };
     let mut q = FQp::new(cfg).unwrap();
+    if svc == Service::Ud {
+        let init = QpAttr { state: Some(QpState::Init), pkey_index: Some(0), port: Some(1), qkey: Some(QKey(0x1111_1111)), ..Default::default() };
+        q.modify(&init).unwrap();
+        q.modify(&QpAttr { state: Some(QpState::Rtr), ..Default::default() }).unwrap();
+        q.modify(&QpAttr { state: Some(QpState::Rts), sq_psn: Some(Psn::new(100)), ..Default::default() }).unwrap();
+        return q;
+    }
     let access = Some(Access::REMOTE_WRITE | Access::REMOTE_READ | Access::REMOTE_ATOMIC);
     q.modify(&QpAttr { state: Some(QpState::Init), pkey_index: Some(0), port: Some(1), access, ..Default::default() })
         .unwrap();
@@ -77,7 +95,7 @@ fn qp(n: u32, i: usize, uc: bool) -> FQp {
         udp_sport: None,
     };
     let dest_qp = Some(Qpn::new(if i == 0 { 0x12 } else { 0x11 }));
-    if uc {
+    if svc == Service::Uc {
         let rtr = QpAttr { state: Some(QpState::Rtr), av: Some(av), path_mtu: Some(Mtu::M256), dest_qp, rq_psn: Some(Psn::new(100)), ..Default::default() };
         q.modify(&rtr).unwrap();
         q.modify(&QpAttr { state: Some(QpState::Rts), sq_psn: Some(Psn::new(100)), ..Default::default() }).unwrap();
@@ -191,9 +209,13 @@ fn forge(inp: &mut Input<'_>, from: usize, base_psn: u32) -> Option<Vec<u8>> {
 
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
-    // The first byte picks the service: RC or UC.
-    let uc = inp.u8() & 1 == 1;
-    let mut q = [qp(0x11, 0, uc), qp(0x12, 1, uc)];
+    // The first byte picks the service: RC, UC or UD.
+    let svc = match inp.u8() % 3 {
+        0 => Service::Rc,
+        1 => Service::Uc,
+        _ => Service::Ud,
+    };
+    let mut q = [qp(0x11, 0, svc), qp(0x12, 1, svc)];
     let mut m = [Mem { data: vec![0u8; 4096] }, Mem { data: vec![0u8; 4096] }];
     let sge = |addr: u64, length: u32| Sge { addr, length, lkey: 1 };
     for i in 0..2 {
@@ -209,7 +231,21 @@ fuzz_target!(|data: &[u8]| {
         ];
         for (n, op) in wrs.into_iter().enumerate() {
             let len = if matches!(op, WrOpcode::AtomicFetchAdd { .. }) { 8 } else { 700 };
-            let wr = SendWr::new(n as u64, op, Some(sge(0x1000, len)), SendFlags::SIGNALED);
+            let mut wr = SendWr::new(n as u64, op, Some(sge(0x1000, len)), SendFlags::SIGNALED);
+            if svc == Service::Ud {
+                wr.ud = Some(UdDest {
+                    ah: AddressVector {
+                        sgid: IpAddr::V4(IPS[i]),
+                        dgid: IpAddr::V4(IPS[1 - i]),
+                        hop_limit: 64,
+                        traffic_class: 0,
+                        flow_label: 0,
+                        udp_sport: None,
+                    },
+                    remote_qpn: Qpn::new(if i == 0 { 0x12 } else { 0x11 }),
+                    remote_qkey: QKey(0x1111_1111),
+                });
+            }
             let _ = q[i].post_send(wr, &m[i]);
         }
     }

@@ -754,3 +754,119 @@ fn sqd_starts_no_new_request_until_the_qp_is_back_in_rts_and_reports_the_drain()
     );
     assert_eq!(p.b.recv_wcs.len(), 1);
 }
+
+#[test]
+fn uc_and_ud_transitions_require_their_own_attributes() {
+    let uc = |qp: &mut TestQp, attr: QpAttr| qp.modify(&attr);
+    // UC: INIT needs access flags; RTR needs AV, MTU, destination QP and RQ PSN but no RC-only
+    // READ/atomic or RNR attributes; RTS needs the SQ PSN and refuses RC's retry attributes.
+    let mut q = TestQp::new(QpConfig::uc(Qpn::new(0x40), Pd(1))).expect("qp");
+    let init = QpAttr {
+        state: Some(Init),
+        pkey_index: Some(0),
+        port: Some(1),
+        ..QpAttr::default()
+    };
+    assert_eq!(
+        uc(&mut q, init),
+        Result::Err(ModifyQpError::MissingAttributes(AttrMask::ACCESS_FLAGS))
+    );
+    uc(
+        &mut q,
+        QpAttr {
+            access: Some(Access::REMOTE_WRITE),
+            ..init
+        },
+    )
+    .expect("INIT");
+    let rtr = QpAttr {
+        state: Some(Rtr),
+        ..QpAttr::default()
+    };
+    assert_eq!(
+        uc(&mut q, rtr),
+        Result::Err(ModifyQpError::MissingAttributes(
+            AttrMask::AV | AttrMask::PATH_MTU | AttrMask::DEST_QPN | AttrMask::RQ_PSN
+        ))
+    );
+    let av = AddressVector {
+        sgid: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        dgid: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        udp_sport: None,
+    };
+    let rtr = QpAttr {
+        av: Some(av),
+        path_mtu: Some(Mtu::M1024),
+        dest_qp: Some(Qpn::new(0x41)),
+        rq_psn: Some(Psn::new(1)),
+        ..rtr
+    };
+    assert_eq!(
+        uc(
+            &mut q,
+            QpAttr {
+                max_dest_rd_atomic: Some(1),
+                ..rtr
+            }
+        ),
+        Result::Err(ModifyQpError::UnexpectedAttributes(
+            AttrMask::MAX_DEST_RD_ATOMIC
+        ))
+    );
+    uc(&mut q, rtr).expect("RTR");
+    let rts = QpAttr {
+        state: Some(Rts),
+        sq_psn: Some(Psn::new(1)),
+        ..QpAttr::default()
+    };
+    assert_eq!(
+        uc(
+            &mut q,
+            QpAttr {
+                retry_cnt: Some(7),
+                ..rts
+            }
+        ),
+        Result::Err(ModifyQpError::UnexpectedAttributes(AttrMask::RETRY_CNT))
+    );
+    uc(&mut q, rts).expect("RTS");
+
+    // UD: INIT needs the Q_Key instead of access flags; RTR needs nothing; RTS the SQ PSN.
+    let mut d = TestQp::new(QpConfig::ud(Qpn::new(0x42), Pd(1))).expect("qp");
+    assert_eq!(
+        uc(&mut d, init),
+        Result::Err(ModifyQpError::MissingAttributes(AttrMask::QKEY))
+    );
+    uc(
+        &mut d,
+        QpAttr {
+            qkey: Some(QKey(0x1111_1111)),
+            ..init
+        },
+    )
+    .expect("INIT");
+    assert_eq!(
+        uc(
+            &mut d,
+            QpAttr {
+                state: Some(Rtr),
+                av: Some(av),
+                ..QpAttr::default()
+            }
+        ),
+        Result::Err(ModifyQpError::UnexpectedAttributes(AttrMask::AV))
+    );
+    uc(
+        &mut d,
+        QpAttr {
+            state: Some(Rtr),
+            ..QpAttr::default()
+        },
+    )
+    .expect("RTR");
+    uc(&mut d, rts).expect("RTS");
+    assert_eq!(d.attrs().qkey, QKey(0x1111_1111));
+}

@@ -216,3 +216,51 @@ fn ud_refuses_rdma_missing_destinations_and_messages_over_the_port_mtu() {
     wr.ud = Some(dest(0x30, QKEY));
     assert_eq!(a.post_send(wr, &am), Err(PostSendError::InvalidOpcode));
 }
+
+#[test]
+fn over_ipv6_the_grh_area_holds_the_whole_ipv6_header() {
+    let (mut a, mut am, ak) = ud(0x20);
+    let (mut b, mut bm, bk) = ud(0x30);
+    b.post_recv(RecvWr::new(
+        5,
+        Sge {
+            addr: 0x10000,
+            length: 1024,
+            lkey: bk,
+        },
+    ))
+    .unwrap();
+    let mut to = dest(0x30, QKEY);
+    to.ah.sgid = "fe80::5054:ff:fe77:2".parse().unwrap();
+    to.ah.dgid = "fe80::5054:ff:fe77:1".parse().unwrap();
+    to.ah.traffic_class = 0x60;
+    to.ah.flow_label = 0x12345;
+    let imm = rxe_wire::ImmDt::from_be_u32(7);
+    let mut wr = SendWr::new(
+        1,
+        WrOpcode::SendWithImm(imm),
+        Some(Sge {
+            addr: 0x10000,
+            length: 77,
+            lkey: ak,
+        }),
+        SendFlags::SIGNALED,
+    );
+    wr.ud = Some(to);
+    a.post_send(wr, &am).unwrap();
+    let sent = deliver(&mut a, &mut am, &mut b, &mut bm);
+    let p = RoceV2Packet::new_checked(&sent[0], &Checks::ALL).unwrap();
+    match p.ip() {
+        IpRepr::V6(h) => assert_eq!((h.traffic_class, h.flow_label), (0x60, 0x12345)),
+        IpRepr::V4(_) => panic!("IPv6 address handle"),
+    }
+    let wc = b.poll_recv_completion().expect("received");
+    assert_eq!((wc.byte_len, wc.imm_data), (40 + 77, Some(imm)));
+    assert!(wc.wc_flags.contains(WcFlags::GRH | WcFlags::WITH_IMM));
+    assert_eq!(bm.bytes(bk, 0x10000, 40), &sent[0][..40]);
+    assert_same(
+        "payload",
+        bm.bytes(bk, 0x10000 + 40, 77),
+        am.bytes(ak, 0x10000, 77),
+    );
+}
