@@ -148,18 +148,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     let Some(sg) = self.sq.get(idx).map(|w| &w.wr.sg_list) else {
                         return;
                     };
-                    let pd = self.cfg.pd;
-                    let n = payload.len() as u32;
-                    let mut ok = true;
-                    super::requester::for_each_piece(sg, off, n, |lkey, addr, len, _| {
-                        ok &= memory::check(mem, lkey, pd, addr, len as u64, Access::LOCAL_WRITE)
-                            .is_ok();
-                    });
-                    if ok {
-                        super::requester::for_each_piece(sg, off, n, |lkey, addr, len, at| {
-                            mem.write(lkey, addr, &payload[at..at + len]);
-                        });
-                    } else {
+                    if !super::requester::scatter_write(mem, self.cfg.pd, sg, off, payload) {
                         self.fatal(WcStatus::LocProtErr);
                         return;
                     }

@@ -562,6 +562,29 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     }
 }
 
+/// Writes `data` into a scatter list at message offset `off`, after checking every piece for
+/// LOCAL_WRITE in `pd`; returns false (and writes nothing) if a check fails. READ data at the
+/// requester and SEND data at the responder both land through this.
+pub(crate) fn scatter_write<M: Memory + ?Sized>(
+    mem: &mut M,
+    pd: crate::memory::Pd,
+    sg: &crate::verbs::SgList,
+    off: u32,
+    data: &[u8],
+) -> bool {
+    let n = data.len() as u32;
+    let mut ok = true;
+    for_each_piece(sg, off, n, |lkey, addr, len, _| {
+        ok &= memory::check(mem, lkey, pd, addr, len as u64, Access::LOCAL_WRITE).is_ok();
+    });
+    if ok {
+        for_each_piece(sg, off, n, |lkey, addr, len, at| {
+            mem.write(lkey, addr, &data[at..at + len])
+        });
+    }
+    ok
+}
+
 /// Calls `f(lkey, addr, len, at)` for the pieces of a scatter/gather list covering `len` bytes
 /// from byte `off` of the message; `at` is where each piece starts within those `len` bytes.
 /// Requester gathers, completer scatters READ data, responder scatters SENDs: all through this.

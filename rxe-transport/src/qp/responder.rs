@@ -14,7 +14,7 @@ use rxe_wire::{
     Syndrome,
 };
 
-use super::requester::{for_each_piece, npkts};
+use super::requester::{npkts, scatter_write};
 use super::{Qp, MAX_RD_ATOMIC};
 use crate::memory::{self, AtomicOp, Memory};
 use crate::verbs::{Access, WcFlags, WcOpcode, WcStatus, WorkCompletion};
@@ -478,27 +478,11 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             self.nak_fatal(psn, NakCode::InvalidRequest);
             return false;
         }
-        let sg = wqe.sg_list.clone();
-        let mut ok = true;
-        for_each_piece(&sg, off, payload.len() as u32, |lkey, addr, len, _| {
-            ok &= memory::check(
-                mem,
-                lkey,
-                self.cfg.pd,
-                addr,
-                len as u64,
-                Access::LOCAL_WRITE,
-            )
-            .is_ok();
-        });
-        if !ok {
+        if !scatter_write(mem, self.cfg.pd, &wqe.sg_list, off, payload) {
             self.fail_recv(WcStatus::LocProtErr);
             self.nak_fatal(psn, NakCode::RemoteOperationalError);
             return false;
         }
-        for_each_piece(&sg, off, payload.len() as u32, |lkey, addr, len, at| {
-            mem.write(lkey, addr, &payload[at..at + len]);
-        });
         self.resp.recv_off = off + payload.len() as u32;
         if info.is_end() {
             let mut wc_flags = WcFlags::empty();
