@@ -6,7 +6,7 @@
 
 use rxe_wire::{icrc::ICRC_LEN, udp, IpRepr, RoceV2Packet};
 
-use super::requester::for_each_piece;
+use super::requester::{for_each_piece, scatter_write};
 use super::Qp;
 use crate::memory::{self, Memory};
 use crate::verbs::{Access, WcFlags, WcOpcode, WcStatus, WorkCompletion};
@@ -52,20 +52,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 }
             });
             if status == WcStatus::Success {
-                for_each_piece(sg, 0, total as u32, |lkey, addr, len, at| {
-                    // Each piece takes its bytes from the GRH area and/or the payload.
-                    let mut done = 0;
-                    while done < len {
-                        let pos = at + done;
-                        let (src, n) = if pos < GRH_LEN {
-                            (&grh[pos..], (GRH_LEN - pos).min(len - done))
-                        } else {
-                            (&payload[pos - GRH_LEN..], len - done)
-                        };
-                        mem.write(lkey, addr + done as u64, &src[..n]);
-                        done += n;
-                    }
-                });
+                // Checked above for the whole range, so both writes go through.
+                scatter_write(mem, pd, sg, 0, &grh);
+                scatter_write(mem, pd, sg, GRH_LEN as u32, payload);
             }
         }
         let Some(wqe) = self.rq.pop_front() else {

@@ -41,8 +41,7 @@ use core::net::IpAddr;
 
 use heapless::Deque;
 use rxe_wire::{
-    bth, ipv4, ipv6, udp, ExtHeaders, IpRepr, Opcode, PKey, Psn, Qpn, RoceRepr, RoceV2Packet,
-    RoceV2Repr,
+    bth, ipv4, ipv6, udp, ExtHeaders, IpRepr, Opcode, Psn, Qpn, RoceRepr, RoceV2Packet, RoceV2Repr,
 };
 
 pub use self::attr::{udp_sport, AddressVector, Attrs, Mtu, QpAttr};
@@ -791,11 +790,6 @@ pub(crate) fn emit_to(
         },
     };
     repr.emit_with(buf, payload_len, fill).ok()
-}
-
-/// Whether the packet's PKey is the default partition; kept for the device's demux.
-pub fn is_default_pkey(p: PKey) -> bool {
-    p == PKey::DEFAULT
 }
 
 /// The completion status a NAK gives the request it answers (and the event of the responder
