@@ -245,6 +245,26 @@ fn main() {
         ("write_64k", false, 65536u32, 8u32, Mtu::M4096),
         ("read_4k", true, 4096, 64, Mtu::M4096),
     ];
+    // `RXE_BENCH_PROFILE=write_64k` (or read_4k): run only that case's transport loop for a few
+    // seconds, for `perf record` / `perf stat` of the hot path without baselines mixed in.
+    if let Ok(only) = std::env::var("RXE_BENCH_PROFILE") {
+        for (name, read, len, count, mtu) in cases {
+            if name == only {
+                let mut rig = Rig::new(mtu);
+                let t = StdInstant::now();
+                let mut bytes = 0u64;
+                while t.elapsed() < Duration::from_secs(3) {
+                    rig.run(read, len, count);
+                    bytes += u64::from(len) * u64::from(count);
+                }
+                println!(
+                    "{name}: {:.2} GB/s",
+                    bytes as f64 / t.elapsed().as_secs_f64() / 1e9
+                );
+            }
+        }
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     {
         let mut g = c.benchmark_group("transport");

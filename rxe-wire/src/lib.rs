@@ -2,7 +2,7 @@
 //!
 //! RoCEv2 wire formats for Soft-RoCE, bit-exact with the Linux kernel's `rdma_rxe`: the Base
 //! Transport Header and every extension header, the opcode table, the invariant CRC, and the
-//! Ethernet / IPv4 / IPv6 / UDP framing around them. `no_std`, no allocation, no `unsafe`.
+//! Ethernet / IPv4 / IPv6 / UDP framing around them. `no_std`, no allocation; the only `unsafe` is the x86-64 fused copy-and-CRC kernel (`icrc/x86_64.rs`).
 //!
 //! ## Shape
 //!
@@ -60,7 +60,7 @@
 //! # Ok::<(), rxe_wire::Error>(())
 //! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(
     missing_docs,
     clippy::std_instead_of_core,
@@ -83,6 +83,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod opcode;
 mod packet;
+mod payload;
 pub mod reth;
 mod roce;
 mod types;
@@ -93,6 +94,7 @@ pub use ethernet::{IpVersion, MacAddr};
 pub use immdt::ImmDt;
 pub use opcode::{HeaderSet, Opcode, OpcodeInfo, Operation, PayloadRule, Position, Transport};
 pub use packet::{Checks, FrameRepr, IpRepr, RoceV2Packet, RoceV2Repr};
+pub use payload::{PayloadSink, PayloadSource};
 pub use roce::{pad_for, ExtHeaders, RocePacket, RoceRepr};
 pub use types::{Msn, PKey, Psn, QKey, Qpn, Rkey};
 

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::ethernet::{self, IpVersion};
 use crate::icrc::{self, ICRC_LEN};
+use crate::payload::{PayloadSink, PayloadSource};
 use crate::roce::{RocePacket, RoceRepr};
 use crate::{checksum, ipv4, ipv6, udp};
 
@@ -138,6 +139,20 @@ impl<'a> RoceV2Repr<'a> {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize> {
+        self.emit_with_sink(buf, payload_len, |s| {
+            s.fill_with(payload_len, fill);
+        })
+    }
+
+    /// Like [`emit_with`](Self::emit_with), but `fill` writes the payload through a
+    /// [`PayloadSink`], which runs the ICRC over the bytes as it copies them (one pass over the
+    /// data instead of two). Bytes `fill` leaves unwritten are zero.
+    pub fn emit_with_sink(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+        fill: impl FnOnce(&mut PayloadSink<'_>),
+    ) -> Result<usize> {
         let ip_len = self.ip.header_len();
         let roce_len =
             self.roce.header_len() + payload_len + usize::from(self.roce.bth.pad_count) + ICRC_LEN;
@@ -150,9 +165,10 @@ impl<'a> RoceV2Repr<'a> {
             return Err(Error::FieldOverflow);
         }
         let buf = &mut buf[..len];
-        // The transport part first: it validates the opcode layout before anything else is written.
-        self.roce
-            .emit_with(&mut buf[ip_len + udp::HEADER_LEN..], payload_len, fill)?;
+        // The transport headers first: they validate the opcode layout before anything else.
+        let (hdr, _) = self
+            .roce
+            .emit_headers(&mut buf[ip_len + udp::HEADER_LEN..], payload_len)?;
         match &self.ip {
             IpRepr::V4(r) => r.emit(buf, udp_len)?,
             IpRepr::V6(r) => r.emit(buf, udp_len)?,
@@ -162,8 +178,15 @@ impl<'a> RoceV2Repr<'a> {
         let (head, rest) = buf.split_at_mut(ip_len);
         let (udp_hdr, transport) = rest.split_at_mut(udp::HEADER_LEN);
         let t_end = transport.len() - ICRC_LEN;
-        let crc = icrc::compute(head, udp_hdr, &transport[..t_end])?;
-        transport[t_end..].copy_from_slice(&crc.to_le_bytes());
+        let crc = icrc::start(head, udp_hdr, &transport[..hdr])?;
+        let (_, body) = transport.split_at_mut(hdr);
+        let (payload, tail) = body.split_at_mut(payload_len);
+        let mut sink = PayloadSink::new(payload, crc);
+        fill(&mut sink);
+        let mut crc = sink.finish();
+        let pad_len = t_end - hdr - payload_len;
+        crc.update(&tail[..pad_len]);
+        tail[pad_len..].copy_from_slice(&crc.finalize().to_le_bytes());
         if self.udp.checksum {
             let acc = self.ip.pseudo_header_sum(udp_len as u16);
             let acc = checksum::sum(checksum::sum(acc, udp_hdr), transport);
@@ -188,6 +211,9 @@ pub struct RoceV2Packet<'a> {
     ip: IpRepr,
     udp: udp::Repr,
     roce: RocePacket<&'a [u8]>,
+    /// The IP and UDP headers as received, for an ICRC check after parsing.
+    head: &'a [u8],
+    icrc_checked: bool,
 }
 
 impl<'a> RoceV2Packet<'a> {
@@ -220,18 +246,59 @@ impl<'a> RoceV2Packet<'a> {
                 return Err(Error::BadUdpChecksum);
             }
         }
+        let head = &ip_packet[..ip.header_len() + udp::HEADER_LEN];
+        let p = RoceV2Packet {
+            ip,
+            udp,
+            roce,
+            head,
+            icrc_checked: false,
+        };
         if checks.icrc {
-            let computed = icrc::compute(
-                &ip_packet[..ip.header_len()],
-                &ip_payload[..udp::HEADER_LEN],
-                roce.without_icrc(),
-            )?;
+            let computed = p.computed_icrc()?;
             let received = roce.icrc();
             if computed != received {
                 return Err(Error::IcrcMismatch { computed, received });
             }
+            return Ok(RoceV2Packet {
+                icrc_checked: true,
+                ..p
+            });
         }
-        Ok(RoceV2Packet { ip, udp, roce })
+        Ok(p)
+    }
+
+    fn computed_icrc(&self) -> Result<u32> {
+        let (ip, udp) = self.head.split_at(self.ip.header_len());
+        icrc::compute(ip, udp, self.roce.without_icrc())
+    }
+
+    /// Whether the ICRC was verified when this view was made (`Checks::icrc`).
+    pub fn icrc_checked(&self) -> bool {
+        self.icrc_checked
+    }
+
+    /// Whether the ICRC is good: true at once if it was verified when this view was made,
+    /// otherwise computed now.
+    pub fn icrc_ok(&self) -> bool {
+        self.icrc_checked || self.computed_icrc().ok() == Some(self.roce.icrc())
+    }
+
+    /// The payload as a [`PayloadSource`]. If the ICRC was not verified yet, the source runs it
+    /// over the bytes as they are copied out and [`PayloadSource::icrc_ok`] tells the outcome.
+    pub fn payload_source(&self) -> PayloadSource<'a> {
+        let buf: &'a [u8] = self.roce.into_inner();
+        let hdr = self.roce.header_len();
+        let pad = usize::from(self.roce.bth().pad_count());
+        let end = buf.len() - ICRC_LEN;
+        let payload = &buf[hdr..end - pad];
+        if self.icrc_checked {
+            return PayloadSource::verified(payload);
+        }
+        let (ip, udp) = self.head.split_at(self.ip.header_len());
+        // `start` cannot fail on a view that parsed; if it did, the check fails.
+        let crc = icrc::start(ip, udp, &buf[..hdr]).ok();
+        PayloadSource::unverified(payload, crc, &buf[end - pad..end], self.roce.icrc())
     }
 
     /// Returns the IP header.

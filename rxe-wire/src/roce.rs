@@ -169,6 +169,18 @@ impl<'a> RoceRepr<'a> {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize> {
+        let (hdr, len) = self.emit_headers(buf, payload_len)?;
+        fill(&mut buf[hdr..hdr + payload_len]);
+        Ok(len)
+    }
+
+    /// Checks the layout for `payload_len` bytes of payload, then writes the headers and zeroes
+    /// pad and ICRC; returns (header length, whole length). Nothing is written on error.
+    pub(crate) fn emit_headers(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<(usize, usize)> {
         let opcode = self.bth.opcode;
         let info = info(opcode)?;
         if self.ext.header_set() != info.headers {
@@ -190,10 +202,8 @@ impl<'a> RoceRepr<'a> {
         self.bth
             .emit(&mut bth::Packet::new_unchecked(&mut buf[..bth::HEADER_LEN]));
         self.ext.emit(&mut buf[bth::HEADER_LEN..hdr]);
-        let end = hdr + payload_len;
-        fill(&mut buf[hdr..end]);
-        buf[end..len].fill(0);
-        Ok(len)
+        buf[hdr + payload_len..len].fill(0);
+        Ok((hdr, len))
     }
 }
 
@@ -299,6 +309,10 @@ impl<T: AsRef<[u8]>> RocePacket<T> {
     pub fn ieth(&self) -> Option<ieth::Repr> {
         self.ext(HeaderSet::IETH, ieth::HEADER_LEN)
             .and_then(|b| ieth::Repr::parse(b).ok())
+    }
+    /// Returns the underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
     }
     /// Returns the payload, without pad.
     pub fn payload(&self) -> &[u8] {
