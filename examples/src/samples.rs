@@ -125,12 +125,12 @@ pub fn frames() -> Result<Vec<Vec<u8>>, Error> {
                 let data = payload(len);
                 let bth = bth::Repr {
                     opcode: op,
-                    solicited: info.is_end() && info.is_request && i % 3 == 0,
+                    solicited: info.is_end() && info.is_request && i.is_multiple_of(3),
                     mig_req: false,
                     pad_count: 0,
                     pkey: PKey::DEFAULT,
-                    fecn: i % 7 == 0,
-                    becn: i % 11 == 0,
+                    fecn: i.is_multiple_of(7),
+                    becn: i.is_multiple_of(11),
                     dest_qp: Qpn::new(0x11 + (i % 5)),
                     ack_req: info.is_request
                         && info.is_end()
@@ -147,7 +147,7 @@ pub fn frames() -> Result<Vec<Vec<u8>>, Error> {
                     udp: udp::Repr {
                         src_port: 0xc000 | (i as u16 & 0x3fff),
                         dst_port: udp::ROCE_PORT,
-                        checksum: i % 4 == 0,
+                        checksum: i.is_multiple_of(4),
                     },
                     roce: RoceRepr::new(bth, ext_for(info.headers, i), &data),
                 };

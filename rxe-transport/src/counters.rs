@@ -35,6 +35,9 @@ pub struct Counters {
     pub rdma_sends: u64,
     /// RDMA receives (SEND messages delivered by the responder).
     pub rdma_recvs: u64,
+    /// Packets dropped for a bad ICRC when the QP checks it (the host passed the packet
+    /// unverified). Not a Linux counter: rxe drops such packets before they reach a QP.
+    pub icrc_err: u64,
 }
 
 impl Counters {
@@ -55,6 +58,7 @@ impl Counters {
             ("send_err", self.send_err),
             ("rdma_sends", self.rdma_sends),
             ("rdma_recvs", self.rdma_recvs),
+            ("icrc_err", self.icrc_err),
         ]
         .into_iter()
     }
@@ -74,6 +78,7 @@ impl Counters {
         self.send_err += o.send_err;
         self.rdma_sends += o.rdma_sends;
         self.rdma_recvs += o.rdma_recvs;
+        self.icrc_err += o.icrc_err;
     }
 }
 

@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use rxe_wire::{PayloadSink, PayloadSource};
+
 use crate::verbs::Access;
 
 /// A protection domain handle.
@@ -47,6 +49,21 @@ pub trait Memory {
     fn read(&self, key: u32, addr: u64, out: &mut [u8]);
     /// Copies `data` to `addr` of region `key`.
     fn write(&mut self, key: u32, addr: u64, data: &[u8]);
+    /// The `len` bytes at `addr` of region `key` as one slice, if the host's memory allows it.
+    /// With it the transport copies into packets with the ICRC computed in the same pass
+    /// (see [`rxe_wire::icrc::fused_copy_available`]); without it (the default), it calls
+    /// [`read`](Self::read) and runs the CRC afterwards.
+    fn slice(&self, key: u32, addr: u64, len: usize) -> Option<&[u8]> {
+        let _ = (key, addr, len);
+        None
+    }
+    /// Like [`slice`](Self::slice), writable: received payload is copied straight in, with the
+    /// ICRC checked in the same pass. The default (`None`) makes the transport call
+    /// [`write`](Self::write).
+    fn slice_mut(&mut self, key: u32, addr: u64, len: usize) -> Option<&mut [u8]> {
+        let _ = (key, addr, len);
+        None
+    }
     /// Runs a 64-bit atomic at `addr` (host byte order, as verbs does) and returns the value the
     /// location held before. The transport serialises atomics per QP; a host shared by several
     /// QPs or CPUs makes this atomic with respect to them.
@@ -57,6 +74,44 @@ pub trait Memory {
     /// both can keep the default, which does nothing.
     fn flush(&mut self, key: u32, addr: u64, len: u64, placement_type: u8) {
         let _ = (key, addr, len, placement_type);
+    }
+}
+
+/// Copies `len` bytes at `addr` of region `key` into a packet's payload (range already checked).
+pub(crate) fn gather<M: Memory + ?Sized>(
+    mem: &M,
+    key: u32,
+    addr: u64,
+    len: usize,
+    sink: &mut PayloadSink<'_>,
+) {
+    match mem.slice(key, addr, len) {
+        Some(s) if s.len() == len => {
+            sink.copy_from(s);
+        }
+        _ => {
+            sink.fill_with(len, |d| mem.read(key, addr, d));
+        }
+    }
+}
+
+/// Copies the next `len` bytes of a received payload to `addr` of region `key` (range already
+/// checked).
+pub(crate) fn place<M: Memory + ?Sized>(
+    mem: &mut M,
+    key: u32,
+    addr: u64,
+    len: usize,
+    src: &mut PayloadSource<'_>,
+) {
+    match mem.slice_mut(key, addr, len) {
+        Some(d) if d.len() == len => {
+            src.copy_to(d);
+        }
+        _ => {
+            let d = src.take(len);
+            mem.write(key, addr, d);
+        }
     }
 }
 

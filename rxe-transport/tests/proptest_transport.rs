@@ -433,7 +433,7 @@ fn recv_sg(op: &Op, key: u32, k: usize, len: u32) -> SgList {
     let cap = len + u32::from(op.recv_slack);
     let base = RCV + k as u64 * u64::from(SLOT);
     let s = op.recv_split;
-    if cap < 2 || s % 3 == 0 {
+    if cap < 2 || s.is_multiple_of(3) {
         return sg_of([sge(base, cap, key)]);
     }
     let first = 1 + s % (cap - 1);
@@ -956,6 +956,16 @@ fn run_mix(case: &Case, finite_retries: bool) -> Result<(), TestCaseError> {
     let mut p = Pair::new();
     p.faults = case.faults;
     p.rng = common::Rng::new(case.seed);
+    // Who checks the ICRC, and how memory is offered: the QP with fused copy+ICRC into slices
+    // (cut-through placement), the QP through read/write, or the host before the QP.
+    match case.seed % 3 {
+        0 => {}
+        1 => {
+            p.a.mem.no_slices = true;
+            p.b.mem.no_slices = true;
+        }
+        _ => p.host_checks = Checks::ALL,
+    }
     p.connect(case.conn);
     let mut slots = [0usize; 2];
     for op in &case.ops {
@@ -1037,6 +1047,11 @@ fn run_mix(case: &Case, finite_retries: bool) -> Result<(), TestCaseError> {
     }
     if all_ok {
         check_memory(&p, &pl)?;
+    }
+    // Bad ICRCs are caught by whoever checks: the host (counted as rejected) or the QP.
+    let qp_icrc_err = p.a.qp.counters().icrc_err + p.b.qp.counters().icrc_err;
+    if case.faults.corrupt == 0.0 || p.host_checks.icrc {
+        prop_assert_eq!(qp_icrc_err, 0);
     }
     Ok(())
 }

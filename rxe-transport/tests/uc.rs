@@ -215,6 +215,28 @@ fn a_lost_packet_drops_its_message_and_the_next_message_reuses_the_receive() {
 }
 
 #[test]
+fn a_corrupted_uc_write_packet_never_reaches_memory() {
+    // UC resends nothing, so nothing is placed before its ICRC is checked (no cut-through): the
+    // broken message leaves memory as the good packets made it, never with corrupted bytes.
+    let (mut p, ak, bk) = uc_pair();
+    p.corrupt_if = Some(Box::new(|w: &WirePacket| {
+        w.opcode == O::UC_RDMA_WRITE_MIDDLE
+    }));
+    let remote = Remote {
+        addr: 0x20000,
+        rkey: Rkey(bk),
+    };
+    let before = p.b.mem.bytes(bk, 0x20000, 4096).to_vec();
+    send(&mut p, 1, WrOpcode::RdmaWrite(remote), 0x10000, 4096, ak);
+    p.drive();
+    assert_eq!(p.b.qp.counters().icrc_err, 2);
+    let after = p.b.mem.bytes(bk, 0x20000, 4096);
+    // FIRST landed; both MIDDLEs were dropped; LAST was dropped as the rest of a broken message.
+    assert_same("first", &after[..1024], p.a.mem.bytes(ak, 0x10000, 1024));
+    assert_same("rest", &after[1024..], &before[1024..]);
+}
+
+#[test]
 fn uc_refuses_read_and_atomic_requests() {
     let (mut p, ak, bk) = uc_pair();
     let remote = Remote {

@@ -188,8 +188,9 @@ const TABLES_CONST: [u32; 256] = make_tables()[0];
 /// (Linux keeps the raw register instead: `!LRH_CRC == 0xdebb20e3`.)
 pub const LRH_CRC: u32 = const_crc32(&[0xff; 8]);
 
-/// Largest masked prefix: IPv6 header, UDP header and BTH.
-const MAX_PREFIX: usize = ipv6::HEADER_LEN + udp::HEADER_LEN + bth::HEADER_LEN;
+/// The block the masked headers are hashed in: room for the largest header set (4 + IPv6 40 +
+/// UDP 8 + BTH 12 + AtomicETH 28 = 92 bytes).
+const HEAD_BLOCK: usize = 128;
 
 /// Computes the ICRC of a RoCEv2 packet from its raw parts.
 ///
@@ -213,29 +214,51 @@ pub(crate) fn start(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Re
     crate::error::check_len(udp_header, udp::HEADER_LEN)?;
     crate::error::check_len(transport, bth::HEADER_LEN)?;
 
-    let mut prefix = [0u8; MAX_PREFIX];
-    let n = ip_len + udp::HEADER_LEN + bth::HEADER_LEN;
-    prefix[..ip_len].copy_from_slice(&ip_header[..ip_len]);
+    // The LRH's eight 0xFF bytes from the all-ones register are the same as four 0xFF bytes
+    // from a zero register (the first four cancel the register), and from a zero register
+    // leading zero bytes change nothing: so the masked headers go right-aligned into one zeroed
+    // block, with as much of the rest of `transport` (the extension headers) as fits, and one
+    // CRC pass over the block covers them all.
+    let mut block = [0u8; HEAD_BLOCK];
+    let fixed = 4 + ip_len + udp::HEADER_LEN + bth::HEADER_LEN;
+    let extra = (transport.len() - bth::HEADER_LEN).min(HEAD_BLOCK - fixed);
+    let s = HEAD_BLOCK - fixed - extra;
+    let h = &mut block[s..];
+    h[..4].fill(0xff);
+    let ip = &mut h[4..4 + ip_len];
+    ip.copy_from_slice(&ip_header[..ip_len]);
     if ip_len == ipv4::HEADER_LEN {
-        prefix[ipv4::field::TOS] = 0xff;
-        prefix[ipv4::field::TTL] = 0xff;
-        prefix[ipv4::field::CHECKSUM].fill(0xff);
+        ip[ipv4::field::TOS] = 0xff;
+        ip[ipv4::field::TTL] = 0xff;
+        ip[ipv4::field::CHECKSUM].fill(0xff);
     } else {
         // Keep the version nibble; traffic class and flow label become all ones.
-        prefix[0] |= 0x0f;
-        prefix[1..4].fill(0xff);
-        prefix[ipv6::HOP_LIMIT_OFFSET] = 0xff;
+        ip[0] |= 0x0f;
+        ip[1..4].fill(0xff);
+        ip[ipv6::HOP_LIMIT_OFFSET] = 0xff;
     }
-    let u = &mut prefix[ip_len..ip_len + udp::HEADER_LEN];
+    let u = &mut h[4 + ip_len..4 + ip_len + udp::HEADER_LEN];
     u.copy_from_slice(&udp_header[..udp::HEADER_LEN]);
     u[udp::field::CHECKSUM].fill(0xff);
-    let b = &mut prefix[ip_len + udp::HEADER_LEN..n];
+    let b = &mut h[4 + ip_len + udp::HEADER_LEN..fixed];
     b.copy_from_slice(&transport[..bth::HEADER_LEN]);
     b[bth::FB_RESV_OFFSET] = 0xff;
+    h[fixed..].copy_from_slice(&transport[bth::HEADER_LEN..bth::HEADER_LEN + extra]);
 
-    let mut crc = Crc32::new(LRH_CRC);
-    crc.update(&prefix[..n]);
-    crc.update(&transport[bth::HEADER_LEN..]);
+    #[cfg(target_arch = "x86_64")]
+    let raw = x86_64::crc_block(&block);
+    #[cfg(not(target_arch = "x86_64"))]
+    let raw = None;
+    let mut crc = match raw {
+        Some(r) => Crc32::new(!r),
+        None => {
+            // Register 0 is the zlib value !0.
+            let mut c = Crc32::new(!0);
+            c.update(&block[s..]);
+            c
+        }
+    };
+    crc.update(&transport[bth::HEADER_LEN + extra..]);
     Ok(crc)
 }
 

@@ -284,6 +284,15 @@ impl<'a> RoceV2Packet<'a> {
         self.icrc_checked || self.computed_icrc().ok() == Some(self.roce.icrc())
     }
 
+    /// This view with its ICRC verified (at once if it was when the view was made), or `None`
+    /// if the ICRC is bad.
+    pub fn check_icrc(&self) -> Option<RoceV2Packet<'a>> {
+        self.icrc_ok().then_some(RoceV2Packet {
+            icrc_checked: true,
+            ..*self
+        })
+    }
+
     /// The payload as a [`PayloadSource`]. If the ICRC was not verified yet, the source runs it
     /// over the bytes as they are copied out and [`PayloadSource::icrc_ok`] tells the outcome.
     pub fn payload_source(&self) -> PayloadSource<'a> {
@@ -293,7 +302,7 @@ impl<'a> RoceV2Packet<'a> {
         let end = buf.len() - ICRC_LEN;
         let payload = &buf[hdr..end - pad];
         if self.icrc_checked {
-            return PayloadSource::verified(payload);
+            return PayloadSource::from_slice(payload);
         }
         let (ip, udp) = self.head.split_at(self.ip.header_len());
         // `start` cannot fail on a view that parsed; if it did, the check fails.

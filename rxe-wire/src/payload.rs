@@ -88,7 +88,8 @@ struct Pending<'a> {
 }
 
 impl<'a> PayloadSource<'a> {
-    pub(crate) fn verified(data: &'a [u8]) -> PayloadSource<'a> {
+    /// A source over bytes that need no check (already verified, or not from the network).
+    pub fn from_slice(data: &'a [u8]) -> PayloadSource<'a> {
         PayloadSource {
             data,
             pos: 0,

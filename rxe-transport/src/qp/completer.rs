@@ -19,6 +19,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         now: Instant,
         pkt: &RoceV2Packet<'_>,
         mem: &mut M,
+        placed: bool,
     ) {
         let roce = pkt.roce();
         let bth = roce.bth();
@@ -148,7 +149,15 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     let Some(sg) = self.sq.get(idx).map(|w| &w.wr.sg_list) else {
                         return;
                     };
-                    if !super::requester::scatter_write(mem, self.cfg.pd, sg, off, payload) {
+                    if !placed
+                        && !super::requester::scatter_write(
+                            mem,
+                            self.cfg.pd,
+                            sg,
+                            off,
+                            &mut pkt.payload_source(),
+                        )
+                    {
                         self.fatal(WcStatus::LocProtErr);
                         return;
                     }

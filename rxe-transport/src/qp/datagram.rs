@@ -4,7 +4,7 @@
 //! No PSN checks, no acknowledgements, no RNR: a datagram without a posted receive, or with the
 //! wrong Q_Key, is dropped.
 
-use rxe_wire::{icrc::ICRC_LEN, udp, IpRepr, RoceV2Packet};
+use rxe_wire::{icrc::ICRC_LEN, udp, IpRepr, PayloadSource, RoceV2Packet};
 
 use super::requester::{for_each_piece, scatter_write};
 use super::Qp;
@@ -53,8 +53,8 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             });
             if status == WcStatus::Success {
                 // Checked above for the whole range, so both writes go through.
-                scatter_write(mem, pd, sg, 0, &grh);
-                scatter_write(mem, pd, sg, GRH_LEN as u32, payload);
+                scatter_write(mem, pd, sg, 0, &mut PayloadSource::from_slice(&grh));
+                scatter_write(mem, pd, sg, GRH_LEN as u32, &mut pkt.payload_source());
             }
         }
         let Some(wqe) = self.rq.pop_front() else {

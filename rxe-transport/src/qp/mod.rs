@@ -30,6 +30,7 @@
 
 mod attr;
 mod completer;
+mod cut_through;
 mod datagram;
 mod requester;
 mod responder;
@@ -41,10 +42,12 @@ use core::net::IpAddr;
 
 use heapless::Deque;
 use rxe_wire::{
-    bth, ipv4, ipv6, udp, ExtHeaders, IpRepr, Opcode, Psn, Qpn, RoceRepr, RoceV2Packet, RoceV2Repr,
+    bth, ipv4, ipv6, udp, ExtHeaders, IpRepr, Opcode, PayloadSink, Psn, Qpn, RoceRepr,
+    RoceV2Packet, RoceV2Repr,
 };
 
 pub use self::attr::{udp_sport, AddressVector, Attrs, Mtu, QpAttr};
+use self::cut_through::CutThrough;
 pub use self::datagram::GRH_LEN;
 use self::requester::{Req, SendWqe};
 use self::responder::Resp;
@@ -516,8 +519,11 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if self.cfg.qp_type == QpType::Ud {
             // Datagrams come from anyone; the Q_Key decides.
             if bth.pkey() == self.attrs.pkey {
+                let Some(pkt) = self.verified(pkt) else {
+                    return;
+                };
                 self.counters.rcvd_pkts += 1;
-                self.handle_datagram(pkt, mem);
+                self.handle_datagram(&pkt, mem);
             }
             return;
         }
@@ -527,12 +533,48 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if bth.pkey() != self.attrs.pkey {
             return;
         }
+        let requester_on = matches!(self.state, QpState::Rts | QpState::Sqd);
+        if !info.is_request && !requester_on {
+            return;
+        }
+        // The ICRC: verified by the host already, or here. In-order RC continuations are placed
+        // while it is computed (cut_through.rs); everything else is checked before use.
+        let mut placed = false;
+        let checked;
+        let pkt = if pkt.icrc_checked() {
+            pkt
+        } else {
+            match self.cut_through(pkt, mem) {
+                CutThrough::Placed => {
+                    placed = true;
+                    pkt
+                }
+                CutThrough::BadIcrc => {
+                    self.counters.icrc_err += 1;
+                    return;
+                }
+                CutThrough::NotApplicable => {
+                    let Some(p) = self.verified(pkt) else { return };
+                    checked = p;
+                    &checked
+                }
+            }
+        };
         self.counters.rcvd_pkts += 1;
         if info.is_request {
-            self.handle_request(pkt, mem);
-        } else if matches!(self.state, QpState::Rts | QpState::Sqd) {
-            self.handle_response(now, pkt, mem);
+            self.handle_request(pkt, mem, placed);
+        } else {
+            self.handle_response(now, pkt, mem, placed);
         }
+    }
+
+    /// The packet with its ICRC verified, or `None` (counted) if it is bad.
+    fn verified<'a>(&mut self, pkt: &RoceV2Packet<'a>) -> Option<RoceV2Packet<'a>> {
+        let p = pkt.check_icrc();
+        if p.is_none() {
+            self.counters.icrc_err += 1;
+        }
+        p
     }
 
     /// Runs the timers that expired by `now`. Extra calls do nothing.
@@ -597,14 +639,14 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         }
     }
 
-    /// Writes one packet to the peer; `fill` writes `payload_len` bytes of payload in place.
+    /// Writes one packet to the peer; `fill` writes `payload_len` bytes of payload.
     fn emit(
         &mut self,
         buf: &mut [u8],
         bth: bth::Repr,
         ext: ExtHeaders,
         payload_len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut PayloadSink<'_>),
     ) -> Option<usize> {
         emit_to(
             &self.attrs,
@@ -736,7 +778,8 @@ fn validate_values(a: &QpAttr) -> Result<(), ModifyQpError> {
 }
 
 /// Writes one packet to the peer of a QP with `attrs` (so callers can keep other fields of the
-/// QP borrowed); `fill` writes `payload_len` bytes of payload in place.
+/// QP borrowed); `fill` writes `payload_len` bytes of payload through the sink, which runs the
+/// ICRC over them on the way.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn emit_to(
     attrs: &Attrs,
@@ -746,7 +789,7 @@ pub(crate) fn emit_to(
     bth: bth::Repr,
     ext: ExtHeaders,
     payload_len: usize,
-    fill: impl FnOnce(&mut [u8]),
+    fill: impl FnOnce(&mut PayloadSink<'_>),
 ) -> Option<usize> {
     let av = attrs.av?;
     let ip = match (av.sgid, av.dgid) {
@@ -789,7 +832,7 @@ pub(crate) fn emit_to(
             payload: &[],
         },
     };
-    repr.emit_with(buf, payload_len, fill).ok()
+    repr.emit_with_sink(buf, payload_len, fill).ok()
 }
 
 /// The completion status a NAK gives the request it answers (and the event of the responder

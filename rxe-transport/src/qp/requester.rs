@@ -5,7 +5,9 @@
 //! flight, at most `max_rd_atomic` READ/atomic requests outstanding, fences, and go-back-N
 //! retransmission from the PSN the completer asks for.
 
-use rxe_wire::{atmeth, feth, ieth, reth, ExtHeaders, ImmDt, Opcode, Psn};
+use rxe_wire::{
+    atmeth, feth, ieth, reth, ExtHeaders, ImmDt, Opcode, PayloadSink, PayloadSource, Psn,
+};
 
 use super::timer::Timer;
 use super::{is_local_op, wr_is_read_or_atomic, Qp, MAX_PKT_PER_ACK, MAX_UNACKED_PSNS};
@@ -477,13 +479,13 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         }
         let wqe = self.sq.get(idx)?;
         let mem_ro: &M = mem;
-        let fill = |dst: &mut [u8]| match &wqe.inline {
+        let fill = |sink: &mut PayloadSink<'_>| match &wqe.inline {
             Some(d) => {
                 let s = data_off as usize;
-                dst.copy_from_slice(&d[s..s + dst.len()]);
+                sink.copy_from(&d[s..s + payload as usize]);
             }
-            None => for_each_piece(&wqe.wr.sg_list, data_off, payload, |lkey, addr, len, at| {
-                mem_ro.read(lkey, addr, &mut dst[at..at + len]);
+            None => for_each_piece(&wqe.wr.sg_list, data_off, payload, |lkey, addr, len, _| {
+                memory::gather(mem_ro, lkey, addr, len, sink);
             }),
         };
         let n = super::emit_to(
@@ -570,16 +572,16 @@ pub(crate) fn scatter_write<M: Memory + ?Sized>(
     pd: crate::memory::Pd,
     sg: &crate::verbs::SgList,
     off: u32,
-    data: &[u8],
+    data: &mut PayloadSource<'_>,
 ) -> bool {
-    let n = data.len() as u32;
+    let n = data.remaining() as u32;
     let mut ok = true;
     for_each_piece(sg, off, n, |lkey, addr, len, _| {
         ok &= memory::check(mem, lkey, pd, addr, len as u64, Access::LOCAL_WRITE).is_ok();
     });
     if ok {
-        for_each_piece(sg, off, n, |lkey, addr, len, at| {
-            mem.write(lkey, addr, &data[at..at + len])
+        for_each_piece(sg, off, n, |lkey, addr, len, _| {
+            memory::place(mem, lkey, addr, len, data)
         });
     }
     ok

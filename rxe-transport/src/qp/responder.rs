@@ -75,10 +75,10 @@ pub(crate) enum Resource {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct WriteState {
-    rkey: Rkey,
-    va: u64,
-    resid: u32,
+pub(super) struct WriteState {
+    pub(super) rkey: Rkey,
+    pub(super) va: u64,
+    pub(super) resid: u32,
     total: u32,
 }
 
@@ -92,11 +92,11 @@ pub(crate) struct Resp {
     msn: Msn,
     sent_psn_nak: bool,
     /// Opcode of the message in progress (after FIRST or MIDDLE), `None` between messages.
-    last_op: Option<Opcode>,
+    pub(super) last_op: Option<Opcode>,
     /// A SEND in progress owns the RQ front; bytes placed so far.
     recv_active: bool,
     recv_off: u32,
-    write: Option<WriteState>,
+    pub(super) write: Option<WriteState>,
     res: [Option<Resource>; MAX_RD_ATOMIC as usize],
     res_next: usize,
     pending: Deque<Pending, PENDING>,
@@ -162,11 +162,13 @@ impl Resp {
 }
 
 impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
-    /// Processes a request packet.
+    /// Processes a request packet (its ICRC good); `placed`: its payload is in memory already
+    /// (cut-through).
     pub(super) fn handle_request<M: Memory + ?Sized>(
         &mut self,
         pkt: &RoceV2Packet<'_>,
         mem: &mut M,
+        placed: bool,
     ) {
         let roce = pkt.roce();
         let bth = roce.bth();
@@ -287,7 +289,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 }
             }
             Operation::Write => {
-                if !self.place_write(psn, pkt, mem) {
+                if !self.place_write(psn, pkt, mem, placed) {
                     return;
                 }
             }
@@ -478,7 +480,13 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             self.nak_fatal(psn, NakCode::InvalidRequest);
             return false;
         }
-        if !scatter_write(mem, self.cfg.pd, &wqe.sg_list, off, payload) {
+        if !scatter_write(
+            mem,
+            self.cfg.pd,
+            &wqe.sg_list,
+            off,
+            &mut pkt.payload_source(),
+        ) {
             self.fail_recv(WcStatus::LocProtErr);
             self.nak_fatal(psn, NakCode::RemoteOperationalError);
             return false;
@@ -510,12 +518,13 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         true
     }
 
-    /// Places an RDMA WRITE packet; false if it failed.
+    /// Places an RDMA WRITE packet (unless `placed` already); false if it failed.
     fn place_write<M: Memory + ?Sized>(
         &mut self,
         psn: Psn,
         pkt: &RoceV2Packet<'_>,
         mem: &mut M,
+        placed: bool,
     ) -> bool {
         let roce = pkt.roce();
         let info = roce.info();
@@ -542,8 +551,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             self.nak_fatal(psn, NakCode::InvalidRequest);
             return false;
         }
-        if !payload.is_empty() {
-            mem.write(w.rkey.0, w.va, payload);
+        if !payload.is_empty() && !placed {
+            let mut src = pkt.payload_source();
+            memory::place(mem, w.rkey.0, w.va, payload.len(), &mut src);
         }
         w.va = w.va.wrapping_add(payload.len() as u64);
         w.resid -= payload.len() as u32;
@@ -819,9 +829,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 }
                 let bth = self.bth(opcode, next_psn, false, false);
                 let mem_ro: &M = mem;
-                let n = self.emit(buf, bth, ext, paylen as usize, |dst| {
-                    if !dst.is_empty() {
-                        mem_ro.read(rkey.0, addr, dst);
+                let n = self.emit(buf, bth, ext, paylen as usize, |sink| {
+                    if !sink.is_empty() {
+                        memory::gather(mem_ro, rkey.0, addr, paylen as usize, sink);
                     }
                 });
                 let _ = first_psn;

@@ -33,6 +33,9 @@ pub struct Region {
 pub struct TestMemory {
     pub regions: Vec<Region>,
     pub atomics_run: u64,
+    /// Offer regions as slices (`Memory::slice`/`slice_mut`: fused copy+ICRC) instead of only
+    /// `read`/`write`.
+    pub no_slices: bool,
 }
 
 impl TestMemory {
@@ -92,6 +95,22 @@ impl Memory for TestMemory {
         let r = self.region_mut(key);
         let off = (addr - r.addr) as usize;
         r.data[off..off + data.len()].copy_from_slice(data);
+    }
+    fn slice(&self, key: u32, addr: u64, len: usize) -> Option<&[u8]> {
+        if self.no_slices {
+            return None;
+        }
+        let r = self.region(key);
+        let off = (addr - r.addr) as usize;
+        Some(&r.data[off..off + len])
+    }
+    fn slice_mut(&mut self, key: u32, addr: u64, len: usize) -> Option<&mut [u8]> {
+        if self.no_slices {
+            return None;
+        }
+        let r = self.region_mut(key);
+        let off = (addr - r.addr) as usize;
+        Some(&mut r.data[off..off + len])
     }
     fn atomic(&mut self, key: u32, addr: u64, op: AtomicOp) -> u64 {
         self.atomics_run += 1;
@@ -264,6 +283,12 @@ pub struct Pair {
     pub rng: Rng,
     /// Drops packets for which this returns true (after `faults`).
     pub drop_if: Option<DropFn>,
+    /// Flips one bit of the last payload byte of packets for which this returns true (after
+    /// `faults` and `drop_if`).
+    pub corrupt_if: Option<DropFn>,
+    /// What the "host" checks before handing a packet to a QP. The default leaves the ICRC to
+    /// the QP (cut-through placement, as the device core does); `Checks::ALL` verifies first.
+    pub host_checks: Checks,
     inflight: Vec<InFlight>,
     /// Packets seen on the wire in order: (from_a, bytes).
     pub wire: Vec<(bool, Vec<u8>)>,
@@ -280,6 +305,11 @@ impl Pair {
             faults: Faults::default(),
             rng: Rng::new(1),
             drop_if: None,
+            corrupt_if: None,
+            host_checks: Checks {
+                icrc: false,
+                ..Checks::ALL
+            },
             inflight: Vec::new(),
             wire: Vec::new(),
             seq: 0,
@@ -371,6 +401,18 @@ impl Pair {
                         continue;
                     }
                 }
+                if let Some(f) = self.corrupt_if.as_mut() {
+                    if f(&WirePacket {
+                        from_a,
+                        opcode,
+                        psn,
+                        index: idx,
+                    }) {
+                        // Before the pad and the 4-byte ICRC.
+                        let n = buf.len();
+                        buf[n - 9] ^= 0x40;
+                    }
+                }
                 let mut at = self.now + self.latency;
                 if self.rng.chance(self.faults.reorder) {
                     at = at + Duration::from_micros(1 + self.rng.below(20));
@@ -411,7 +453,7 @@ impl Pair {
         let any = !due.is_empty();
         for p in due {
             let node = if p.to_b { &mut self.b } else { &mut self.a };
-            match RoceV2Packet::new_checked(&p.bytes, &Checks::ALL) {
+            match RoceV2Packet::new_checked(&p.bytes, &self.host_checks) {
                 Ok(pkt) => node.qp.handle_packet(now, &pkt, &mut node.mem),
                 Err(_) => node.rejected += 1,
             }

@@ -79,6 +79,49 @@ pub(super) fn copy_crc(reg: u32, dst: &mut [u8], src: &[u8]) -> (u32, usize) {
     unsafe { kernel(reg, dst.as_mut_ptr(), src.as_ptr(), n) }
 }
 
+/// The raw CRC, from a zero register, of a 128-byte block; `None` without the instructions.
+#[inline]
+pub(super) fn crc_block(block: &[u8; 128]) -> Option<u32> {
+    if !available() {
+        return None;
+    }
+    // SAFETY: the CPU features were checked just above.
+    Some(unsafe { block_kernel(block) })
+}
+
+#[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq")]
+fn block_kernel(block: &[u8; 128]) -> u32 {
+    // SAFETY: both loads are inside the 128-byte array.
+    let (x, y) = unsafe {
+        (
+            _mm512_loadu_si512(block.as_ptr().cast()),
+            _mm512_loadu_si512(block.as_ptr().add(64).cast()),
+        )
+    };
+    reduce(fold512_xor(x, lanes(FOLD_512), y))
+}
+
+/// The raw CRC, from a zero register, of the 64 bytes whose folded form is `x`.
+#[inline]
+#[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq")]
+fn reduce(x: __m512i) -> u32 {
+    // Four 128-bit lanes, the first one earliest in the message: move each to the last.
+    let l0 = _mm512_extracti32x4_epi32(x, 0);
+    let l1 = _mm512_extracti32x4_epi32(x, 1);
+    let l2 = _mm512_extracti32x4_epi32(x, 2);
+    let l3 = _mm512_extracti32x4_epi32(x, 3);
+    let acc = _mm_xor_si128(
+        _mm_xor_si128(fold128(l0, FOLD_384), fold128(l1, FOLD_256)),
+        _mm_xor_si128(fold128(l2, FOLD_128), l3),
+    );
+    let mut rest = [0u8; 16];
+    // SAFETY: a 16-byte store into a 16-byte array.
+    unsafe { _mm_storeu_si128(rest.as_mut_ptr().cast(), acc) };
+    // What is left is congruent to the whole input: its CRC from a zero register is the
+    // register after the input.
+    super::soft_raw(0, &rest)
+}
+
 #[inline]
 #[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq")]
 fn fold512_xor(x: __m512i, k: __m512i, y: __m512i) -> __m512i {
@@ -156,19 +199,6 @@ unsafe fn kernel(reg: u32, dst: *mut u8, src: *const u8, n: usize) -> (u32, usiz
             x = fold512_xor(x, k512, y);
             off += 64;
         }
-        // Four 128-bit lanes, the first one earliest in the message: move each to the last.
-        let l0 = _mm512_extracti32x4_epi32(x, 0);
-        let l1 = _mm512_extracti32x4_epi32(x, 1);
-        let l2 = _mm512_extracti32x4_epi32(x, 2);
-        let l3 = _mm512_extracti32x4_epi32(x, 3);
-        let acc = _mm_xor_si128(
-            _mm_xor_si128(fold128(l0, FOLD_384), fold128(l1, FOLD_256)),
-            _mm_xor_si128(fold128(l2, FOLD_128), l3),
-        );
-        let mut rest = [0u8; 16];
-        _mm_storeu_si128(rest.as_mut_ptr().cast(), acc);
-        // What is left is congruent to the whole input: its CRC from a zero register is the
-        // register after the input.
-        (super::soft_raw(0, &rest), off)
+        (reduce(x), off)
     }
 }
