@@ -188,9 +188,9 @@ const TABLES_CONST: [u32; 256] = make_tables()[0];
 /// (Linux keeps the raw register instead: `!LRH_CRC == 0xdebb20e3`.)
 pub const LRH_CRC: u32 = const_crc32(&[0xff; 8]);
 
-/// The block the masked headers are hashed in: room for the largest header set (4 + IPv6 40 +
+/// The buffer the masked headers are hashed in: room for the largest header set (4 + IPv6 40 +
 /// UDP 8 + BTH 12 + AtomicETH 28 = 92 bytes).
-const HEAD_BLOCK: usize = 128;
+const HEAD_BLOCK: usize = 92;
 
 /// Computes the ICRC of a RoCEv2 packet from its raw parts.
 ///
@@ -198,7 +198,11 @@ const HEAD_BLOCK: usize = 128;
 /// UDP header, and `transport` the UDP payload from the BTH up to (not including) the ICRC. Only
 /// the first byte of `ip_header` decides the version.
 pub fn compute(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<u32> {
-    Ok(start(ip_header, udp_header, transport)?.finalize())
+    // The headers' CRC call stays short (it is latency-bound); the long rest streams.
+    let bth_len = transport.len().min(bth::HEADER_LEN);
+    let mut crc = start(ip_header, udp_header, &transport[..bth_len])?;
+    crc.update(&transport[bth_len..]);
+    Ok(crc.finalize())
 }
 
 /// The running ICRC after `ip_header`, `udp_header` (both masked) and `transport` (BTH masked):
@@ -215,17 +219,14 @@ pub(crate) fn start(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Re
     crate::error::check_len(transport, bth::HEADER_LEN)?;
 
     // The LRH's eight 0xFF bytes from the all-ones register are the same as four 0xFF bytes
-    // from a zero register (the first four cancel the register), and from a zero register
-    // leading zero bytes change nothing: so the masked headers go right-aligned into one zeroed
-    // block, with as much of the rest of `transport` (the extension headers) as fits, and one
-    // CRC pass over the block covers them all.
+    // from a zero register (the first four cancel the register): so the masked headers follow
+    // four 0xFF bytes in one buffer with the extension headers, and one CRC call covers them.
     let mut block = [0u8; HEAD_BLOCK];
     let fixed = 4 + ip_len + udp::HEADER_LEN + bth::HEADER_LEN;
+    // The extension headers, at most (AtomicETH is the longest); the payload goes to `update`.
     let extra = (transport.len() - bth::HEADER_LEN).min(HEAD_BLOCK - fixed);
-    let s = HEAD_BLOCK - fixed - extra;
-    let h = &mut block[s..];
-    h[..4].fill(0xff);
-    let ip = &mut h[4..4 + ip_len];
+    block[..4].fill(0xff);
+    let ip = &mut block[4..4 + ip_len];
     ip.copy_from_slice(&ip_header[..ip_len]);
     if ip_len == ipv4::HEADER_LEN {
         ip[ipv4::field::TOS] = 0xff;
@@ -237,27 +238,17 @@ pub(crate) fn start(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Re
         ip[1..4].fill(0xff);
         ip[ipv6::HOP_LIMIT_OFFSET] = 0xff;
     }
-    let u = &mut h[4 + ip_len..4 + ip_len + udp::HEADER_LEN];
+    let u = &mut block[4 + ip_len..4 + ip_len + udp::HEADER_LEN];
     u.copy_from_slice(&udp_header[..udp::HEADER_LEN]);
     u[udp::field::CHECKSUM].fill(0xff);
-    let b = &mut h[4 + ip_len + udp::HEADER_LEN..fixed];
+    let b = &mut block[4 + ip_len + udp::HEADER_LEN..fixed];
     b.copy_from_slice(&transport[..bth::HEADER_LEN]);
     b[bth::FB_RESV_OFFSET] = 0xff;
-    h[fixed..].copy_from_slice(&transport[bth::HEADER_LEN..bth::HEADER_LEN + extra]);
-
-    #[cfg(target_arch = "x86_64")]
-    let raw = x86_64::crc_block(&block);
-    #[cfg(not(target_arch = "x86_64"))]
-    let raw = None;
-    let mut crc = match raw {
-        Some(r) => Crc32::new(!r),
-        None => {
-            // Register 0 is the zlib value !0.
-            let mut c = Crc32::new(!0);
-            c.update(&block[s..]);
-            c
-        }
-    };
+    block[fixed..fixed + extra]
+        .copy_from_slice(&transport[bth::HEADER_LEN..bth::HEADER_LEN + extra]);
+    // A zero register is the zlib value !0.
+    let mut crc = Crc32::new(!0);
+    crc.update(&block[..fixed + extra]);
     crc.update(&transport[bth::HEADER_LEN + extra..]);
     Ok(crc)
 }

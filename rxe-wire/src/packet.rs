@@ -247,25 +247,22 @@ impl<'a> RoceV2Packet<'a> {
             }
         }
         let head = &ip_packet[..ip.header_len() + udp::HEADER_LEN];
-        let p = RoceV2Packet {
-            ip,
-            udp,
-            roce,
-            head,
-            icrc_checked: false,
-        };
         if checks.icrc {
-            let computed = p.computed_icrc()?;
+            let (ip_hdr, udp_hdr) = head.split_at(ip.header_len());
+            let computed = icrc::compute(ip_hdr, udp_hdr, roce.without_icrc())?;
             let received = roce.icrc();
             if computed != received {
                 return Err(Error::IcrcMismatch { computed, received });
             }
-            return Ok(RoceV2Packet {
-                icrc_checked: true,
-                ..p
-            });
         }
-        Ok(p)
+        // Built once, in place: moving a half-written view around costs store-forwarding stalls.
+        Ok(RoceV2Packet {
+            ip,
+            udp,
+            roce,
+            head,
+            icrc_checked: checks.icrc,
+        })
     }
 
     fn computed_icrc(&self) -> Result<u32> {

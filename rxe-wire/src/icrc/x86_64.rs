@@ -79,28 +79,6 @@ pub(super) fn copy_crc(reg: u32, dst: &mut [u8], src: &[u8]) -> (u32, usize) {
     unsafe { kernel(reg, dst.as_mut_ptr(), src.as_ptr(), n) }
 }
 
-/// The raw CRC, from a zero register, of a 128-byte block; `None` without the instructions.
-#[inline]
-pub(super) fn crc_block(block: &[u8; 128]) -> Option<u32> {
-    if !available() {
-        return None;
-    }
-    // SAFETY: the CPU features were checked just above.
-    Some(unsafe { block_kernel(block) })
-}
-
-#[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq")]
-fn block_kernel(block: &[u8; 128]) -> u32 {
-    // SAFETY: both loads are inside the 128-byte array.
-    let (x, y) = unsafe {
-        (
-            _mm512_loadu_si512(block.as_ptr().cast()),
-            _mm512_loadu_si512(block.as_ptr().add(64).cast()),
-        )
-    };
-    reduce(fold512_xor(x, lanes(FOLD_512), y))
-}
-
 /// The raw CRC, from a zero register, of the 64 bytes whose folded form is `x`.
 #[inline]
 #[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq")]
