@@ -45,6 +45,14 @@ impl Memory for Mem {
         let o = (addr - 0x1000) as usize;
         self.data[o..o + d.len()].copy_from_slice(d);
     }
+    fn slice(&self, _: u32, addr: u64, len: usize) -> Option<&[u8]> {
+        let o = (addr - 0x1000) as usize;
+        self.data.get(o..o + len)
+    }
+    fn slice_mut(&mut self, _: u32, addr: u64, len: usize) -> Option<&mut [u8]> {
+        let o = (addr - 0x1000) as usize;
+        self.data.get_mut(o..o + len)
+    }
     fn atomic(&mut self, _: u32, addr: u64, op: AtomicOp) -> u64 {
         let o = (addr - 0x1000) as usize;
         let old = u64::from_ne_bytes(self.data[o..o + 8].try_into().unwrap());
@@ -264,10 +272,25 @@ fuzz_target!(|data: &[u8]| {
                 let (tx, rx) = if side == 0 { (&mut l[0], &mut r[0]) } else { (&mut r[0], &mut l[0]) };
                 let (ml, mr) = m.split_at_mut(1);
                 let (txm, rxm) = if side == 0 { (&mut ml[0], &mut mr[0]) } else { (&mut mr[0], &mut ml[0]) };
-                for _ in 0..32 {
+                // Sometimes flip one bit of one packet and let the receiving QP check the ICRC
+                // (cut-through placement of in-order continuations).
+                let flip = inp.u8();
+                let at = usize::from(inp.u8()) * 17 + usize::from(inp.u8());
+                let qp_checks = Checks { icrc: false, ..Checks::ALL };
+                for i in 0..32u8 {
                     match tx.poll_transmit(now, &mut buf, txm) {
                         Ok(Some(n)) => {
-                            let p = RoceV2Packet::new_checked(&buf[..n], &Checks::ALL).expect("QP emits valid packets");
+                            if flip & 0x80 != 0 && flip & 0x1f == i {
+                                let pkt = &mut buf[..n];
+                                let bit = at % (n * 8);
+                                pkt[bit / 8] ^= 1 << (bit % 8);
+                                if let Ok(p) = RoceV2Packet::new_checked(pkt, &qp_checks) {
+                                    rx.handle_packet(now, &p, rxm);
+                                }
+                                continue;
+                            }
+                            let checks = if flip & 0x40 != 0 { &qp_checks } else { &Checks::ALL };
+                            let p = RoceV2Packet::new_checked(&buf[..n], checks).expect("QP emits valid packets");
                             rx.handle_packet(now, &p, rxm);
                         }
                         _ => break,

@@ -489,8 +489,13 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
 
     // ---- input ----
 
-    /// Processes a packet addressed to this QP. The caller has verified it
-    /// ([`RoceV2Packet::new_checked`] with ICRC) and demultiplexed it by destination QP.
+    /// Processes a packet addressed to this QP (the caller demultiplexed it by destination QP).
+    ///
+    /// The packet's ICRC is either verified already ([`RoceV2Packet::new_checked`] with
+    /// `Checks::icrc`), or left to the QP: then in-order RC WRITE MIDDLE/LAST packets and READ
+    /// responses are placed in memory while the ICRC is computed (cut-through, one pass over the
+    /// data), every other packet is checked before use, and a packet with a bad ICRC is dropped
+    /// without effect on the QP and counted in `icrc_err`.
     pub fn handle_packet<M: Memory + ?Sized>(
         &mut self,
         now: Instant,
