@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Writes every frame of every ../rxe-wire/tests/data/*.pcap as one seed file in
-# corpus/wire_parse/ (named <capture>-<frame number>), for `cargo fuzz run wire_parse`.
+# corpus/wire_parse/ (named <capture>-<frame number>), for `cargo fuzz run wire_parse`, and every
+# CM MAD among them in corpus/cm/ for `cargo fuzz run cm`.
 # Also seeds corpus/wire_parse/ with the IP packet and the UDP payload of the first frames, so the
 # RoceV2Repr and RoceRepr entry points start from valid input as well.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 out=corpus/wire_parse
-mkdir -p "$out"
-python3 - ../rxe-wire/tests/data "$out" <<'PY'
+mkdir -p "$out" corpus/cm
+python3 - ../rxe-wire/tests/data "$out" corpus/cm <<'PY'
 import glob, os, struct, sys
 
-data_dir, out = sys.argv[1], sys.argv[2]
+data_dir, out, cm_out = sys.argv[1], sys.argv[2], sys.argv[3]
+cm = 0
 files = sorted(glob.glob(os.path.join(data_dir, "*.pcap")))
 if not files:
     sys.exit(f"seed.sh: no .pcap in {data_dir}")
@@ -42,6 +44,13 @@ for path in files:
         n += 1
         with open(os.path.join(out, f"{name}-{n:04d}"), "wb") as s:
             s.write(frame)
+        # CM MADs (IPv4, UD SEND_ONLY to QP1) seed the cm target.
+        if frame[12:14] == b"\x08\x00" and len(frame) >= 42 + 20 + 256:
+            bth = frame[42:54]
+            if bth[0] == 0x64 and bth[5:8] == b"\x00\x00\x01":
+                cm += 1
+                with open(os.path.join(cm_out, f"{name}-{n:04d}"), "wb") as s:
+                    s.write(frame[42 + 20 : 42 + 20 + 256])
         # The IP packet and the UDP payload of the first few frames (untagged Ethernet only).
         if n <= 4 and len(frame) >= 14 + 40 + 8:
             ethertype = frame[12:14]
@@ -57,5 +66,5 @@ for path in files:
                 with open(os.path.join(out, f"{name}-{n:04d}-udp"), "wb") as s:
                     s.write(ip[ip_len + 8 :])
     total += n
-print(f"seed.sh: {total} frames from {len(files)} captures in fuzz/{out}/")
+print(f"seed.sh: {total} frames from {len(files)} captures in fuzz/{out}/, {cm} CM MADs in fuzz/{cm_out}/")
 PY

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use rxe_wire::{ethernet, Checks, Error, FrameRepr, IpRepr, RoceV2Repr};
+use rxe_wire::cm::Message;
+use rxe_wire::cma::{self, CmaHeader};
+use rxe_wire::{ethernet, mad, Checks, Error, FrameRepr, IpRepr, RoceV2Repr};
 
 use crate::capture::{Frame, LinkType};
 
@@ -173,6 +175,84 @@ pub fn describe(p: &RoceV2Repr<'_>) -> String {
     if b.pad_count != 0 {
         let _ = write!(s, " pad={}", b.pad_count);
     }
+    let gsi = e.deth.is_some_and(|d| d.qkey.0 == mad::GSI_QKEY);
+    if b.dest_qp.value() == mad::GSI_QPN && gsi {
+        s.push(' ');
+        s.push_str(&describe_cm(p.roce.payload));
+    }
+    s
+}
+
+/// Formats a MAD sent to QP1: `cm_req=[...]` and so on with the message's key fields, or
+/// `mad=[...]` with the reason it is not a CM message this crate decodes.
+pub fn describe_cm(mad_bytes: &[u8]) -> String {
+    let (hdr, msg) = match Message::parse(mad_bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            let class = mad_bytes.get(1).copied().unwrap_or(0);
+            return format!("mad=[class={class:#04x} error=\"{e}\"]");
+        }
+    };
+    let mut s = format!(
+        "cm_{}=[tid={:#x} comm={:#010x}",
+        msg.name().to_lowercase(),
+        hdr.tid,
+        msg.local_comm_id()
+    );
+    if !matches!(msg, Message::Req(_)) {
+        let _ = write!(s, " remote={:#010x}", msg.remote_comm_id());
+    }
+    match msg {
+        Message::Req(r) => {
+            let _ = write!(
+                s,
+                " sid={:#x} qpn={} psn={} mtu={} rr={} id={} retry={} rnr={} timeout={} sgid={} dgid={}",
+                r.service_id,
+                r.local_qpn,
+                r.starting_psn,
+                256u32 << r.path_mtu.saturating_sub(1).min(4),
+                r.responder_resources,
+                r.initiator_depth,
+                r.retry_count,
+                r.rnr_retry_count,
+                r.primary.local_ack_timeout,
+                r.primary.local_gid,
+                r.primary.remote_gid
+            );
+            if let Some((_, port)) = cma::port_of(r.service_id) {
+                let _ = write!(s, " port={port}");
+                if let Ok(h) = CmaHeader::parse(r.private_data) {
+                    let _ = write!(
+                        s,
+                        " cma_src={} cma_sport={} cma_dst={}",
+                        h.src, h.port, h.dst
+                    );
+                }
+            }
+        }
+        Message::Rep(r) => {
+            let _ = write!(
+                s,
+                " qpn={} psn={} rr={} id={} rnr={}",
+                r.local_qpn,
+                r.starting_psn,
+                r.responder_resources,
+                r.initiator_depth,
+                r.rnr_retry_count
+            );
+        }
+        Message::Rej(r) => {
+            let _ = write!(s, " reason={} msg={}", r.reason.0, r.message_rejected);
+        }
+        Message::Mra(r) => {
+            let _ = write!(s, " msg={} timeout={}", r.message_mraed, r.service_timeout);
+        }
+        Message::Dreq(r) => {
+            let _ = write!(s, " qpn={}", r.remote_qpn);
+        }
+        Message::Rtu(_) | Message::Drep(_) => {}
+    }
+    s.push(']');
     s
 }
 

@@ -70,6 +70,38 @@ pub enum Error {
         /// Bytes the emitted packet needs.
         required: usize,
     },
+    /// A MAD that is not one this crate handles (see [`BadMad`]).
+    BadMad(BadMad),
+    /// An rdma_cm header (in REQ private data) with an unknown version or IP version.
+    BadCmaHeader {
+        /// `cma_version` (0 expected).
+        version: u8,
+        /// The IP version nibble (4 or 6 expected).
+        ip_version: u8,
+    },
+    /// Private data longer than the message carries.
+    PrivateDataTooLong {
+        /// Bytes the message has room for.
+        max: usize,
+        /// Bytes given.
+        got: usize,
+    },
+}
+
+/// What is wrong with a MAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BadMad {
+    /// Base version other than 1.
+    BaseVersion(u8),
+    /// Management class other than the one expected (CM: 0x07).
+    Class(u8),
+    /// Class version other than the one expected (CM: 2).
+    ClassVersion(u8),
+    /// A method the class does not use (CM: only Send).
+    Method(u8),
+    /// An attribute ID the class does not define (or this crate does not handle: LAP, APR,
+    /// SIDR, ClassPortInfo).
+    Attribute(u16),
 }
 
 /// What made a frame "not RoCEv2".
@@ -135,6 +167,17 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { required } => {
                 write!(f, "buffer too small: {required} bytes required")
             }
+            Error::BadMad(b) => write!(f, "bad MAD: {b}"),
+            Error::BadCmaHeader {
+                version,
+                ip_version,
+            } => write!(
+                f,
+                "rdma_cm header version {version}, IP version {ip_version}: expected 0 and 4 or 6"
+            ),
+            Error::PrivateDataTooLong { max, got } => {
+                write!(f, "private data of {got} bytes, at most {max} fit")
+            }
         }
     }
 }
@@ -145,6 +188,18 @@ impl fmt::Display for NotRoce {
             NotRoce::EtherType(t) => write!(f, "ethertype 0x{t:04x}"),
             NotRoce::IpProtocol(p) => write!(f, "IP protocol {p}"),
             NotRoce::UdpPort(p) => write!(f, "UDP destination port {p}"),
+        }
+    }
+}
+
+impl fmt::Display for BadMad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BadMad::BaseVersion(v) => write!(f, "base version {v}, expected 1"),
+            BadMad::Class(c) => write!(f, "management class 0x{c:02x}"),
+            BadMad::ClassVersion(v) => write!(f, "class version {v}"),
+            BadMad::Method(m) => write!(f, "method 0x{m:02x}"),
+            BadMad::Attribute(a) => write!(f, "attribute 0x{a:04x}"),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! - `rxe dump FILE`: one line per RoCEv2 frame of a pcap/pcapng capture; exit status 0 only if
 //!   every RoCE frame parsed and its ICRC verified.
 //! - `rxe samples -o FILE`: write a pcap of frames emitted by rxe-wire (every opcode, IPv4 and
-//!   IPv6, with and without pad).
+//!   IPv6, with and without pad); with `--cm`, the connection manager's MADs instead.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +30,9 @@ enum Command {
         /// Output pcap file.
         #[arg(short, long)]
         output: PathBuf,
+        /// Write CM MADs on QP1 (REQ, REP, RTU, DREQ, DREP, REJ, MRA) instead.
+        #[arg(long)]
+        cm: bool,
     },
 }
 
@@ -55,8 +58,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Samples { output } => {
-            let result = samples::frames().map_err(|e| e.to_string()).and_then(|f| {
+        Command::Samples { output, cm } => {
+            let frames = if cm {
+                samples::cm_frames()
+            } else {
+                samples::frames()
+            };
+            let result = frames.map_err(|e| e.to_string()).and_then(|f| {
                 capture::write_pcap(&output, &f)
                     .map(|()| f.len())
                     .map_err(|e| e.to_string())
