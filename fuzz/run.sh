@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes rxe-wire and rxe-transport: seeds the corpus from the test captures, then runs the
-# wire_parse target for SECONDS (default 60), icrc and cm for SECONDS/4 and transport for
-# SECONDS/2 (each at least 10). Exits non-zero if any
+# wire_parse target for SECONDS (default 60), icrc, cm and cm_state for SECONDS/4 and transport
+# for SECONDS/2 (each at least 10). Exits non-zero if any
 # fuzzer fails (a crash input is then in fuzz/artifacts/<target>/).
 #
 # Usage: fuzz/run.sh [SECONDS]      (needs a nightly toolchain and cargo-fuzz)
@@ -37,6 +37,7 @@ run wire_parse "$secs"
 run icrc "$icrc_secs"
 run transport "$transport_secs"
 run cm "$icrc_secs"
+run cm_state "$icrc_secs"
 
 if [ "$status" -ne 0 ]; then
     echo "fuzz: FAILED: a fuzzer found a crash or did not run" >&2

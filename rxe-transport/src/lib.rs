@@ -111,6 +111,7 @@
     clippy::alloc_instead_of_core
 )]
 
+pub mod cm;
 pub mod counters;
 pub mod memory;
 pub mod qp;
