@@ -115,6 +115,7 @@ pub mod cm;
 pub mod counters;
 pub mod memory;
 pub mod qp;
+pub mod srq;
 pub mod time;
 pub mod verbs;
 
@@ -125,6 +126,7 @@ pub use qp::{
     AddressVector, Attrs, BufferTooSmall, CreateQpError, ModifyQpError, Mtu, PostRecvError,
     PostSendError, Qp, QpAttr, QpConfig, QpEvent, GRH_LEN,
 };
+pub use srq::{Srq, SrqEvent};
 pub use time::Instant;
 pub use verbs::{
     Access, RecvWr, Remote, SendFlags, SendWr, SgList, Sge, UdDest, WcFlags, WcOpcode, WcStatus,

@@ -20,11 +20,17 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         &mut self,
         pkt: &RoceV2Packet<'_>,
         mem: &mut M,
+        srq: Option<&mut dyn crate::srq::RecvSource>,
     ) {
         let roce = pkt.roce();
         let Some(deth) = roce.deth() else { return };
         if deth.qkey() != self.attrs.qkey {
             return;
+        }
+        if self.rq.is_empty() {
+            if let Some(wr) = srq.and_then(|s| s.take_recv()) {
+                let _ = self.rq.push_back(wr);
+            }
         }
         let Some(wqe) = self.rq.front() else { return };
         let payload = roce.payload();

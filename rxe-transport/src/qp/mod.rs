@@ -84,6 +84,9 @@ pub struct QpConfig {
     /// The port's active MTU: the largest UD message (Linux uses the port MTU for UD QPs; an
     /// Ethernet MTU of 1500 gives 1024).
     pub port_mtu: Mtu,
+    /// The QP draws receive requests from a shared receive queue ([`crate::Srq`]), passed to
+    /// [`Qp::handle_packet_srq`]; its own `post_recv` is refused.
+    pub srq: bool,
 }
 
 impl QpConfig {
@@ -112,6 +115,7 @@ impl QpConfig {
             retry_cnt_7_is_infinite: true,
             ipv4_ident: 1,
             port_mtu: Mtu::M1024,
+            srq: false,
         }
     }
 }
@@ -175,6 +179,8 @@ pub enum PostRecvError {
     InvalidState(QpState),
     /// `RQ` requests are queued or have unpolled completions.
     QueueFull,
+    /// The QP takes its receive requests from an SRQ: post them there.
+    HasSrq,
 }
 
 /// Why `poll_transmit` could not write a packet (nothing changed).
@@ -459,6 +465,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     /// Queues a receive request (`ibv_post_recv`). In ERR it completes at once with
     /// `WR_FLUSH_ERR`.
     pub fn post_recv(&mut self, wr: RecvWr) -> Result<(), PostRecvError> {
+        if self.cfg.srq {
+            return Err(PostRecvError::HasSrq);
+        }
         if self.state == QpState::Reset {
             return Err(PostRecvError::InvalidState(self.state));
         }
@@ -502,6 +511,28 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         pkt: &RoceV2Packet<'_>,
         mem: &mut M,
     ) {
+        self.handle_packet_inner(now, pkt, mem, None);
+    }
+
+    /// Like [`handle_packet`](Self::handle_packet) for a QP created with
+    /// [`QpConfig::srq`]: receive requests come from `srq` (see [`crate::srq`]).
+    pub fn handle_packet_srq<M: Memory + ?Sized, const S: usize>(
+        &mut self,
+        now: Instant,
+        pkt: &RoceV2Packet<'_>,
+        mem: &mut M,
+        srq: &mut crate::Srq<S>,
+    ) {
+        self.handle_packet_inner(now, pkt, mem, Some(srq));
+    }
+
+    fn handle_packet_inner<M: Memory + ?Sized>(
+        &mut self,
+        now: Instant,
+        pkt: &RoceV2Packet<'_>,
+        mem: &mut M,
+        srq: Option<&mut dyn crate::srq::RecvSource>,
+    ) {
         let roce = pkt.roce();
         let bth = roce.bth();
         if bth.dest_qp() != self.cfg.qpn {
@@ -528,7 +559,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     return;
                 };
                 self.counters.rcvd_pkts += 1;
-                self.handle_datagram(&pkt, mem);
+                self.handle_datagram(&pkt, mem, srq);
             }
             return;
         }
@@ -567,7 +598,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         };
         self.counters.rcvd_pkts += 1;
         if info.is_request {
-            self.handle_request(pkt, mem, placed);
+            self.handle_request(pkt, mem, placed, srq);
         } else {
             self.handle_response(now, pkt, mem, placed);
         }

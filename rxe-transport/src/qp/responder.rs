@@ -169,6 +169,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         pkt: &RoceV2Packet<'_>,
         mem: &mut M,
         placed: bool,
+        srq: Option<&mut dyn crate::srq::RecvSource>,
     ) {
         let roce = pkt.roce();
         let bth = roce.bth();
@@ -251,6 +252,12 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         // A receive request for SEND FIRST/ONLY and for the end of WRITE with immediate.
         let needs_recv = (info.operation == Operation::Send && info.is_start())
             || (info.operation == Operation::Write && roce.immdt().is_some());
+        if needs_recv && !self.resp.recv_active && self.rq.is_empty() {
+            // With an SRQ, the message takes its request now (after the PSN checks).
+            if let Some(wr) = srq.and_then(|s| s.take_recv()) {
+                let _ = self.rq.push_back(wr);
+            }
+        }
         if needs_recv && !self.resp.recv_active && self.rq.is_empty() {
             if self.cfg.qp_type == super::QpType::Uc {
                 // No receive posted: UC drops the message (no RNR NAK).

@@ -13,6 +13,11 @@ use rxe_transport::{
 };
 use rxe_wire::{Checks, Opcode, Psn, Qpn, RoceV2Packet};
 
+/// A shared receive queue of the tests.
+pub type TestSrq = rxe_transport::Srq<16>;
+/// An SRQ shared by several pairs' QPs.
+pub type SharedSrq = std::rc::Rc<std::cell::RefCell<TestSrq>>;
+
 /// Send and receive queue depth of the test QPs.
 pub const SQ: usize = 64;
 pub const RQ: usize = 64;
@@ -286,6 +291,8 @@ pub struct Pair {
     /// Flips one bit of the last payload byte of packets for which this returns true (after
     /// `faults` and `drop_if`).
     pub corrupt_if: Option<DropFn>,
+    /// The SRQ b's QP draws from (b's QP must be created with `QpConfig::srq`).
+    pub b_srq: Option<SharedSrq>,
     /// What the "host" checks before handing a packet to a QP. The default leaves the ICRC to
     /// the QP (cut-through placement, as the device core does); `Checks::ALL` verifies first.
     pub host_checks: Checks,
@@ -306,6 +313,7 @@ impl Pair {
             rng: Rng::new(1),
             drop_if: None,
             corrupt_if: None,
+            b_srq: None,
             host_checks: Checks {
                 icrc: false,
                 ..Checks::ALL
@@ -453,8 +461,15 @@ impl Pair {
         let any = !due.is_empty();
         for p in due {
             let node = if p.to_b { &mut self.b } else { &mut self.a };
+            let srq = if p.to_b { self.b_srq.clone() } else { None };
             match RoceV2Packet::new_checked(&p.bytes, &self.host_checks) {
-                Ok(pkt) => node.qp.handle_packet(now, &pkt, &mut node.mem),
+                Ok(pkt) => match srq {
+                    Some(s) => {
+                        node.qp
+                            .handle_packet_srq(now, &pkt, &mut node.mem, &mut *s.borrow_mut())
+                    }
+                    None => node.qp.handle_packet(now, &pkt, &mut node.mem),
+                },
                 Err(_) => node.rejected += 1,
             }
         }
