@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
 use rxe_transport::{
-    Access, AccessError, AddressVector, AtomicOp, Instant, Memory, MrInfo, Mtu, Pd, Qp, QpAttr, QpConfig,
+    Access, AccessError, AddressVector, AtomicOp, Instant, KeyKind, Memory, MrInfo, Mtu, Pd, Qp, QpAttr, QpConfig,
     QpState, RecvWr, Remote, SendFlags, SendWr, Sge, UdDest, WrOpcode,
 };
 use rxe_wire::aeth::Syndrome;
@@ -35,6 +35,7 @@ impl Memory for Mem {
             addr: 0x1000,
             length: self.data.len() as u64,
             access: Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ | Access::REMOTE_ATOMIC,
+            kind: KeyKind::Mr,
         })
     }
     fn read(&self, _: u32, addr: u64, out: &mut [u8]) {

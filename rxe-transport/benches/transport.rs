@@ -18,8 +18,8 @@ use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{Criterion, Throughput};
 use rxe_transport::{
-    Access, AccessError, AddressVector, AtomicOp, Instant, Memory, MrInfo, Mtu, Pd, Qp, QpAttr,
-    QpConfig, QpState, Remote, SendFlags, SendWr, Sge, WrOpcode,
+    Access, AccessError, AddressVector, AtomicOp, Instant, KeyKind, Memory, MrInfo, Mtu, Pd, Qp,
+    QpAttr, QpConfig, QpState, Remote, SendFlags, SendWr, Sge, WrOpcode,
 };
 use rxe_wire::{Checks, Psn, Qpn, Rkey, RoceV2Packet};
 
@@ -38,6 +38,7 @@ impl Memory for Flat {
             addr: self.addr,
             length: self.data.len() as u64,
             access: Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
+            kind: KeyKind::Mr,
         })
     }
     fn read(&self, _: u32, addr: u64, out: &mut [u8]) {

@@ -25,7 +25,7 @@
 //! struct Buf(Vec<u8>);
 //! impl Memory for Buf {
 //!     fn lookup(&self, key: u32) -> Option<MrInfo> {
-//!         (key == 1).then(|| MrInfo { pd: Pd(1), addr: 0, length: self.0.len() as u64, access: Access::LOCAL_WRITE })
+//!         (key == 1).then(|| MrInfo::region(Pd(1), 0, self.0.len() as u64, Access::LOCAL_WRITE))
 //!     }
 //!     fn read(&self, _: u32, addr: u64, out: &mut [u8]) {
 //!         out.copy_from_slice(&self.0[addr as usize..addr as usize + out.len()]);
@@ -120,7 +120,9 @@ pub mod time;
 pub mod verbs;
 
 pub use counters::Counters;
-pub use memory::{AccessError, AtomicOp, Memory, MrInfo, Pd};
+pub use memory::{
+    AccessError, AtomicOp, KeyKind, Memory, MrInfo, MwBind, MwBinding, MwInfo, MwType, Pd,
+};
 pub use qp::state::{AttrMask, QpState, QpType};
 pub use qp::{
     AddressVector, Attrs, BufferTooSmall, CreateQpError, ModifyQpError, Mtu, PostRecvError,

@@ -116,8 +116,19 @@ pub enum WrOpcode {
         /// 0 = range, 1 = whole memory region.
         selectivity: u8,
     },
-    /// Invalidate a local key.
+    /// Invalidate a local key: a region, or a type 2 window bound through this QP.
     LocalInv(Rkey),
+    /// Bind a memory window (BIND_MW; also how `ibv_bind_mw` binds type 1 windows).
+    BindMw(crate::memory::MwBind),
+    /// Fast-register region `mr` under `new_key` with `access` (kernel verbs' IB_WR_REG_MR).
+    RegMr {
+        /// The region's current key.
+        mr: u32,
+        /// Its key from now on (same index).
+        new_key: u32,
+        /// Access rights.
+        access: Access,
+    },
 }
 
 impl WrOpcode {
@@ -132,6 +143,8 @@ impl WrOpcode {
             WrOpcode::AtomicWrite(_) => WcOpcode::AtomicWrite,
             WrOpcode::Flush { .. } => WcOpcode::Flush,
             WrOpcode::LocalInv(_) => WcOpcode::LocalInv,
+            WrOpcode::BindMw(_) => WcOpcode::BindMw,
+            WrOpcode::RegMr { .. } => WcOpcode::RegMr,
         }
     }
     /// Whether the request needs a response with data or a result (READ, atomics, FLUSH,
@@ -304,6 +317,8 @@ pub enum WcOpcode {
     Flush = 8,
     /// ATOMIC WRITE.
     AtomicWrite = 9,
+    /// Fast registration (kernel verbs' `IB_WC_REG_MR`, 10 in current kernels).
+    RegMr = 10,
     /// A received SEND.
     Recv = 128,
     /// A received RDMA WRITE with immediate data.

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use pcap_file::pcap::PcapReader;
 use rxe_transport::{
-    Access, AccessError, AddressVector, AtomicOp, Instant, Memory, MrInfo, Mtu, Pd, Qp, QpAttr,
-    QpConfig, QpState, RecvWr, Remote, SendFlags, SendWr, Sge, WrOpcode,
+    Access, AccessError, AddressVector, AtomicOp, Instant, KeyKind, Memory, MrInfo, Mtu, Pd, Qp,
+    QpAttr, QpConfig, QpState, RecvWr, Remote, SendFlags, SendWr, Sge, WrOpcode,
 };
 use rxe_wire::{Checks, FrameRepr, IpRepr, Psn, Qpn, Rkey, RoceV2Packet, RoceV2Repr};
 
@@ -32,6 +32,7 @@ impl Memory for Flat {
                 | Access::REMOTE_WRITE
                 | Access::REMOTE_READ
                 | Access::REMOTE_ATOMIC,
+            kind: KeyKind::Mr,
         })
     }
     fn read(&self, _: u32, addr: u64, out: &mut [u8]) {

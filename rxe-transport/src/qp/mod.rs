@@ -893,5 +893,8 @@ pub(crate) fn wr_is_read_or_atomic(wr: &SendWr) -> bool {
 }
 
 pub(crate) fn is_local_op(wr: &SendWr) -> bool {
-    matches!(wr.opcode, WrOpcode::LocalInv(_))
+    matches!(
+        wr.opcode,
+        WrOpcode::LocalInv(_) | WrOpcode::BindMw(_) | WrOpcode::RegMr { .. }
+    )
 }

@@ -265,7 +265,21 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             return WcStatus::LocQpOpErr;
         };
         match wqe.wr.opcode {
-            WrOpcode::LocalInv(rkey) => match mem.invalidate(rkey.0, self.cfg.pd) {
+            WrOpcode::LocalInv(rkey) => {
+                match memory::invalidate(mem, rkey.0, self.cfg.pd, self.cfg.qpn) {
+                    Ok(()) => WcStatus::Success,
+                    Err(_) => WcStatus::MwBindErr,
+                }
+            }
+            WrOpcode::BindMw(req) => match memory::bind_mw(mem, self.cfg.pd, self.cfg.qpn, &req) {
+                Ok(()) => WcStatus::Success,
+                Err(_) => WcStatus::MwBindErr,
+            },
+            WrOpcode::RegMr {
+                mr,
+                new_key,
+                access,
+            } => match memory::reg_mr(mem, self.cfg.pd, mr, new_key, access) {
                 Ok(()) => WcStatus::Success,
                 Err(_) => WcStatus::MwBindErr,
             },
@@ -400,7 +414,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 });
                 (Opcode::RC_FLUSH, 0, 1)
             }
-            WrOpcode::LocalInv(_) => return None,
+            WrOpcode::LocalInv(_) | WrOpcode::BindMw(_) | WrOpcode::RegMr { .. } => return None,
         };
         let end_of_msg = last || !segmented || is_read;
         let uc = self.cfg.qp_type != super::QpType::Rc;

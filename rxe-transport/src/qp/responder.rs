@@ -338,9 +338,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 if va % 8 != 0 {
                     return self.nak_fatal(psn, NakCode::InvalidRequest);
                 }
-                if !self.remote_ok(mem, rkey, va, 8, Access::REMOTE_ATOMIC) {
+                let Some(dkey) = self.remote_key(mem, rkey, va, 8, Access::REMOTE_ATOMIC) else {
                     return self.nak_fatal(psn, NakCode::RemoteAccessError);
-                }
+                };
                 let op = if info.operation == Operation::CompareSwap {
                     AtomicOp::CmpSwp {
                         compare: a.compare(),
@@ -349,7 +349,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 } else {
                     AtomicOp::FetchAdd(a.swap_add())
                 };
-                let orig = mem.atomic(rkey.0, va, op);
+                let orig = mem.atomic(dkey, va, op);
                 self.resp.msn = self.resp.msn.add(1);
                 let msn = self.resp.msn;
                 self.resp
@@ -368,10 +368,10 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     if va % 8 != 0 {
                         return self.nak_fatal(psn, NakCode::InvalidRequest);
                     }
-                    if !self.remote_ok(mem, rkey, va, 8, Access::REMOTE_WRITE) {
+                    let Some(dkey) = self.remote_key(mem, rkey, va, 8, Access::REMOTE_WRITE) else {
                         return self.nak_fatal(psn, NakCode::RemoteAccessError);
-                    }
-                    mem.write(rkey.0, va, payload);
+                    };
+                    mem.write(dkey, va, payload);
                 } else {
                     let feth = roce.feth().unwrap_or(rxe_wire::feth::Repr {
                         placement_type: 1,
@@ -392,10 +392,18 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     } else {
                         (va, u64::from(reth.dma_len()))
                     };
-                    if memory::check(mem, rkey.0, self.cfg.pd, addr, len, need).is_err() {
+                    let Ok(dkey) = memory::check_remote(
+                        mem,
+                        rkey.0,
+                        self.cfg.pd,
+                        self.cfg.qpn,
+                        addr,
+                        len,
+                        need,
+                    ) else {
                         return self.nak_fatal(psn, NakCode::RemoteAccessError);
-                    }
-                    mem.flush(rkey.0, addr, len, feth.placement_type);
+                    };
+                    mem.flush(dkey, addr, len, feth.placement_type);
                 }
                 self.resp.msn = self.resp.msn.add(1);
                 let msn = self.resp.msn;
@@ -449,8 +457,24 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             .next_power_of_two()
     }
 
-    /// Whether the peer may access `len` bytes at `va` through `rkey` with `need`. A zero-length
-    /// access needs no valid rkey (IBTA C9-88).
+    /// The key through which the peer may access `len` bytes at `va` via `rkey` with `need`
+    /// (the region's own, or the one a window is bound to), or `None`. A zero-length access
+    /// needs no valid rkey (IBTA C9-88).
+    fn remote_key<M: Memory + ?Sized>(
+        &self,
+        mem: &M,
+        rkey: Rkey,
+        va: u64,
+        len: u64,
+        need: Access,
+    ) -> Option<u32> {
+        if len == 0 {
+            return Some(rkey.0);
+        }
+        memory::check_remote(mem, rkey.0, self.cfg.pd, self.cfg.qpn, va, len, need).ok()
+    }
+
+    /// Whether [`remote_key`](Self::remote_key) allows the access.
     fn remote_ok<M: Memory + ?Sized>(
         &self,
         mem: &M,
@@ -459,7 +483,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         len: u64,
         need: Access,
     ) -> bool {
-        len == 0 || memory::check(mem, rkey.0, self.cfg.pd, va, len, need).is_ok()
+        self.remote_key(mem, rkey, va, len, need).is_some()
     }
 
     /// Places a SEND packet into the receive request at the RQ front; false if it failed.
@@ -507,7 +531,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             }
             let mut inv = None;
             if let Some(ieth) = roce.ieth() {
-                if mem.invalidate(ieth.rkey.0, self.cfg.pd).is_err() {
+                if memory::invalidate(mem, ieth.rkey.0, self.cfg.pd, self.cfg.qpn).is_err() {
                     self.fail_recv(WcStatus::LocProtErr);
                     self.nak_fatal(psn, NakCode::InvalidRequest);
                     return false;
@@ -539,12 +563,14 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if let Some(reth) = roce.reth() {
             let (va, rkey, len) = (reth.va(), reth.rkey(), reth.dma_len());
             // A zero-length WRITE needs no valid rkey (IBTA C9-88).
-            if !self.remote_ok(mem, rkey, va, u64::from(len), Access::REMOTE_WRITE) {
+            let Some(dkey) = self.remote_key(mem, rkey, va, u64::from(len), Access::REMOTE_WRITE)
+            else {
                 self.nak_fatal(psn, NakCode::RemoteAccessError);
                 return false;
-            }
+            };
             self.resp.write = Some(WriteState {
-                rkey,
+                // The key the data goes through (a window's region).
+                rkey: Rkey(dkey),
                 va,
                 resid: len,
                 total: len,
@@ -815,7 +841,8 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     (false, true) => Opcode::RC_RDMA_READ_RESPONSE_LAST,
                 };
                 let addr = va.wrapping_add(u64::from(off));
-                if !self.remote_ok(mem, rkey, addr, u64::from(paylen), Access::REMOTE_READ) {
+                let dkey = self.remote_key(mem, rkey, addr, u64::from(paylen), Access::REMOTE_READ);
+                let Some(dkey) = dkey else {
                     // The region went away mid-response.
                     if let Some(front) = self.resp.pending.front_mut() {
                         *front = Pending::Ack {
@@ -826,7 +853,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                         };
                     }
                     return self.poll_response(buf, mem);
-                }
+                };
                 let mut ext = ExtHeaders::default();
                 if opcode != Opcode::RC_RDMA_READ_RESPONSE_MIDDLE {
                     ext.aeth = Some(AethRepr {
@@ -838,7 +865,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 let mem_ro: &M = mem;
                 let n = self.emit(buf, bth, ext, paylen as usize, |sink| {
                     if !sink.is_empty() {
-                        memory::gather(mem_ro, rkey.0, addr, paylen as usize, sink);
+                        memory::gather(mem_ro, dkey, addr, paylen as usize, sink);
                     }
                 });
                 let _ = first_psn;

@@ -8,8 +8,8 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use rxe_transport::{
-    Access, AccessError, AddressVector, AtomicOp, Instant, Memory, MrInfo, Mtu, Pd, Qp, QpAttr,
-    QpConfig, QpState, WorkCompletion,
+    Access, AccessError, AddressVector, AtomicOp, Instant, KeyKind, Memory, MrInfo, Mtu, MwBinding,
+    MwInfo, MwType, Pd, Qp, QpAttr, QpConfig, QpState, WorkCompletion,
 };
 use rxe_wire::{Checks, Opcode, Psn, Qpn, RoceV2Packet};
 
@@ -31,6 +31,10 @@ pub struct Region {
     pub data: Vec<u8>,
     pub access: Access,
     pub valid: bool,
+    /// A memory window (no data of its own): its type and binding.
+    pub window: Option<MwInfo>,
+    /// A window's range length.
+    pub window_len: u64,
 }
 
 /// Host memory: regions in vectors, keys handed out in order.
@@ -54,6 +58,27 @@ impl TestMemory {
             data: vec![fill; len],
             access,
             valid: true,
+            window: None,
+            window_len: 0,
+        });
+        key
+    }
+    /// Allocates an unbound memory window; returns its key.
+    pub fn alloc_mw(&mut self, pd: Pd, mw_type: MwType) -> u32 {
+        let key = 0x100 + (self.regions.len() as u32) * 0x100 + 0x17;
+        self.regions.push(Region {
+            key,
+            pd,
+            addr: 0,
+            data: Vec::new(),
+            access: Access::empty(),
+            valid: true,
+            window: Some(MwInfo {
+                mw_type,
+                mr: None,
+                qp: None,
+            }),
+            window_len: 0,
         });
         key
     }
@@ -87,9 +112,55 @@ impl Memory for TestMemory {
             .map(|r| MrInfo {
                 pd: r.pd,
                 addr: r.addr,
-                length: r.data.len() as u64,
+                length: match r.window {
+                    Some(_) => r.window_len,
+                    None => r.data.len() as u64,
+                },
                 access: r.access,
+                kind: match r.window {
+                    Some(w) => KeyKind::Mw(w),
+                    None => KeyKind::Mr,
+                },
             })
+    }
+    fn bind_mw(&mut self, mw_key: u32, b: &MwBinding) -> Result<(), AccessError> {
+        let r = self
+            .regions
+            .iter_mut()
+            .find(|r| r.key == mw_key && r.window.is_some())
+            .ok_or(AccessError::UnknownKey(mw_key))?;
+        r.key = b.key;
+        r.addr = b.addr;
+        r.window_len = b.length;
+        r.access = b.access;
+        if let Some(w) = r.window.as_mut() {
+            w.mr = b.mr;
+            w.qp = b.qp;
+        }
+        Ok(())
+    }
+    fn reg_mr(
+        &mut self,
+        key: u32,
+        new_key: u32,
+        access: Access,
+        pd: Pd,
+    ) -> Result<(), AccessError> {
+        let r = self
+            .regions
+            .iter_mut()
+            .find(|r| r.key == key && r.window.is_none())
+            .ok_or(AccessError::UnknownKey(key))?;
+        if r.pd != pd {
+            return Err(AccessError::WrongPd);
+        }
+        if r.valid {
+            return Err(AccessError::WindowState);
+        }
+        r.key = new_key;
+        r.access = access;
+        r.valid = true;
+        Ok(())
     }
     fn read(&self, key: u32, addr: u64, out: &mut [u8]) {
         let r = self.region(key);
@@ -145,7 +216,16 @@ impl Memory for TestMemory {
         if r.pd != pd {
             return Err(AccessError::WrongPd);
         }
-        r.valid = false;
+        match r.window.as_mut() {
+            // A type 2 window goes back to free: findable, unbound.
+            Some(w) => {
+                w.mr = None;
+                w.qp = None;
+                r.window_len = 0;
+                r.access = Access::empty();
+            }
+            None => r.valid = false,
+        }
         Ok(())
     }
 }
