@@ -24,7 +24,13 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     ) {
         let roce = pkt.roce();
         let Some(deth) = roce.deth() else { return };
-        if deth.qkey() != self.attrs.qkey {
+        // QP1 (the GSI) takes the GSI Q_Key whatever its attribute says.
+        let want = if self.cfg.qpn.value() == rxe_wire::mad::GSI_QPN {
+            rxe_wire::QKey(rxe_wire::mad::GSI_QKEY)
+        } else {
+            self.attrs.qkey
+        };
+        if deth.qkey() != want {
             return;
         }
         if self.rq.is_empty() {

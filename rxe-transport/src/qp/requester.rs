@@ -418,8 +418,10 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         };
         let end_of_msg = last || !segmented || is_read;
         let uc = self.cfg.qp_type != super::QpType::Rc;
-        // UC and UD packets are never acknowledged: Linux never sets AckReq on them.
-        let ack_req = !uc
+        // UC and UD packets are never acknowledged: Linux never sets AckReq on them, except on
+        // QP1, whose type there is GSI rather than UD (the rping capture's MADs carry it).
+        let gsi = self.cfg.qpn.value() == rxe_wire::mad::GSI_QPN;
+        let ack_req = (!uc || gsi)
             && (end_of_msg || {
                 let v = self.req.noack_pkts;
                 self.req.noack_pkts += 1;
@@ -446,7 +448,11 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             super::QpType::Uc => Opcode(opcode.0 | 0x20),
             super::QpType::Ud => {
                 let ud = self.sq.get(idx)?.wr.ud?;
-                let qkey = if ud.remote_qkey.is_privileged() {
+                // Linux `rxe_req.c`: QP1 (the GSI) always sends the GSI Q_Key; otherwise a
+                // privileged Q_Key in the request means "the QP's own".
+                let qkey = if self.cfg.qpn.value() == rxe_wire::mad::GSI_QPN {
+                    rxe_wire::QKey(rxe_wire::mad::GSI_QKEY)
+                } else if ud.remote_qkey.is_privileged() {
                     self.attrs.qkey
                 } else {
                     ud.remote_qkey
