@@ -788,3 +788,75 @@ fn arbitrary_and_mutated_mads_never_panic_or_grow_state() {
         assert!(cm.connections().count() <= 8);
     }
 }
+
+#[test]
+fn a_connection_over_ipv6_carries_ipv6_gids_and_the_rdma_cm_header() {
+    let a_ip: IpAddr = "fe80::5054:ff:fe77:2".parse().unwrap();
+    let b_ip: IpAddr = "fe80::5054:ff:fe77:1".parse().unwrap();
+    let mut a: TestCm = Cm::new(CmConfig::new(a_ip, 0xa, 1));
+    let mut b: TestCm = Cm::new(CmConfig::new(b_ip, 0xb, 2));
+    b.listen(4791).unwrap();
+    let now = Instant::from_nanos(1);
+    let id = a
+        .connect(
+            now,
+            &ConnectParams {
+                dst: b_ip,
+                dst_port: 4791,
+                src_port: 50000,
+                qpn: Qpn::new(0x31),
+                psn: Psn::new(1),
+                responder_resources: 1,
+                initiator_depth: 1,
+                retry_count: 7,
+                rnr_retry_count: 7,
+                private_data: b"v6",
+            },
+        )
+        .unwrap();
+    let req = a.poll_transmit().unwrap();
+    assert_eq!(req.dst, b_ip);
+    let (_, Message::Req(r)) = Message::parse(&req.mad).unwrap() else {
+        panic!()
+    };
+    assert_eq!(IpAddr::V6(r.primary.local_gid), a_ip);
+    assert_eq!(IpAddr::V6(r.primary.remote_gid), b_ip);
+    b.handle_mad(now, a_ip, &req.mad);
+    let Some(CmEvent::ConnectRequest {
+        id: bid,
+        src,
+        src_port,
+        private_data,
+        ..
+    }) = b.poll_event()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (src, src_port, &private_data[..2]),
+        (a_ip, 50000, &b"v6"[..])
+    );
+    let rtr = b.qp_attr(bid, QpState::Rtr).unwrap();
+    let av = rtr.av.unwrap();
+    assert_eq!((av.sgid, av.dgid), (b_ip, a_ip));
+    b.accept(
+        now,
+        bid,
+        &AcceptParams {
+            qpn: Qpn::new(0x41),
+            psn: Psn::new(2),
+            responder_resources: 1,
+            initiator_depth: 1,
+            rnr_retry_count: 7,
+            private_data: &[],
+        },
+    )
+    .unwrap();
+    let rep = b.poll_transmit().unwrap();
+    a.handle_mad(now, b_ip, &rep.mad);
+    assert!(matches!(a.poll_event(), Some(CmEvent::ConnectReply { .. })));
+    a.rtu(id).unwrap();
+    let rtu = a.poll_transmit().unwrap();
+    b.handle_mad(now, a_ip, &rtu.mad);
+    assert_eq!(b.poll_event(), Some(CmEvent::Established { id: bid }));
+}
