@@ -13,7 +13,9 @@
 //! `parse_repr` builds the whole `RoceV2Repr` (all checks) for comparison; `emit` writes the
 //! packet with its ICRC, `emit_fused` the same with the payload copied in through a
 //! `PayloadSink` (copy and ICRC in one pass); `icrc_headers` is the ICRC of the 56 header bytes
-//! alone (IPv4, UDP, BTH, RETH), the part of every packet's ICRC that is not payload.
+//! alone (IPv4, UDP, BTH, RETH), the part of every packet's ICRC that is not payload;
+//! `verify_ipv4_ident` is the UDP-socket receive check, which solves the IPv4 Identification
+//! from the ICRC (`icrc::ipv4_ident`).
 //!
 //! `cargo bench -p rxe-wire --bench wire` runs everything; `-- --test` runs each benchmark once
 //! and shortens the summary loops to a few milliseconds.
@@ -113,6 +115,7 @@ type Bench<'a> = (&'static str, Box<dyn FnMut() + 'a>);
 /// `out` for `emit`.
 fn benches<'a>(ip: &'a [u8], packet: &'a RoceV2Repr<'a>, out: &'a mut [u8]) -> Vec<Bench<'a>> {
     let (out, out2) = out.split_at_mut(out.len() / 2);
+    let solver = icrc::ipv4_ident::IdentSolver::new(ip.len() - 28 - 4);
     vec![
         (
             "bare_crc32fast",
@@ -163,6 +166,21 @@ fn benches<'a>(ip: &'a [u8], packet: &'a RoceV2Repr<'a>, out: &'a mut [u8]) -> V
                         s.copy_from(payload);
                     });
                 black_box(n.expect("emit_fused"));
+            }),
+        ),
+        (
+            "verify_ipv4_ident",
+            Box::new(move || {
+                // The UDP-socket receive path: the Identification solved from the ICRC.
+                let (t, icrc) = ip[28..].split_at(ip.len() - 28 - 4);
+                let icrc = u32::from_le_bytes([icrc[0], icrc[1], icrc[2], icrc[3]]);
+                let IpRepr::V4(v4) = packet.ip else { return };
+                let blind = ipv4::Repr { ident: 0, ..v4 };
+                black_box(
+                    solver
+                        .solve(&blind, &packet.udp, black_box(t), icrc)
+                        .expect("solves"),
+                );
             }),
         ),
         (
@@ -306,6 +324,10 @@ fn summary(ip: &[u8], packet: &RoceV2Repr<'_>, out: &mut [u8], budget: Duration)
         icrc::fused_copy_available()
     );
     println!("icrc_headers  = {:.1} ns", ns("icrc_headers"));
+    println!(
+        "verify_ipv4_ident/bare = {:.2}x (UDP-socket receive: Identification solved from the ICRC)",
+        ns("verify_ipv4_ident") / bare
+    );
     println!(
         "parse_headers = {headers:.1} ns (target <= 20 ns) {}",
         check(headers <= 20.0)

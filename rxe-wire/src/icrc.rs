@@ -78,6 +78,7 @@ pub mod soft {
     }
 }
 
+pub mod ipv4_ident;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86_64;
