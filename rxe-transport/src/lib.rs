@@ -111,8 +111,13 @@
     clippy::alloc_instead_of_core
 )]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod cm;
 pub mod counters;
+#[cfg(feature = "alloc")]
+pub mod device;
 pub mod memory;
 pub mod qp;
 pub mod srq;

@@ -84,6 +84,13 @@ pub struct QpConfig {
     /// The port's active MTU: the largest UD message (Linux uses the port MTU for UD QPs; an
     /// Ethernet MTU of 1500 gives 1024).
     pub port_mtu: Mtu,
+    /// Added to the IPv4 Identification after each packet: 1 counts like Linux; 0 keeps
+    /// `ipv4_ident` for every packet (a UDP-socket host whose kernel sends Identification 0,
+    /// see `rxe_wire::icrc::ipv4_ident`).
+    pub ipv4_ident_step: u16,
+    /// Every packet's UDP source port, whatever the address vector says: for hosts sending
+    /// through one UDP socket, whose source port the ICRC covers.
+    pub udp_sport: Option<u16>,
     /// The QP draws receive requests from a shared receive queue ([`crate::Srq`]), passed to
     /// [`Qp::handle_packet_srq`]; its own `post_recv` is refused.
     pub srq: bool,
@@ -115,6 +122,8 @@ impl QpConfig {
             retry_cnt_7_is_infinite: true,
             ipv4_ident: 1,
             port_mtu: Mtu::M1024,
+            ipv4_ident_step: 1,
+            udp_sport: None,
             srq: false,
         }
     }
@@ -686,7 +695,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     ) -> Option<usize> {
         emit_to(
             &self.attrs,
-            self.cfg.qpn,
+            &self.cfg,
             &mut self.ident,
             buf,
             bth,
@@ -819,7 +828,7 @@ fn validate_values(a: &QpAttr) -> Result<(), ModifyQpError> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn emit_to(
     attrs: &Attrs,
-    qpn: Qpn,
+    cfg: &QpConfig,
     ident: &mut u16,
     buf: &mut [u8],
     bth: bth::Repr,
@@ -831,7 +840,7 @@ pub(crate) fn emit_to(
     let ip = match (av.sgid, av.dgid) {
         (IpAddr::V4(src), IpAddr::V4(dst)) => {
             let id = *ident;
-            *ident = ident.wrapping_add(1);
+            *ident = ident.wrapping_add(cfg.ipv4_ident_step);
             IpRepr::V4(ipv4::Repr {
                 src,
                 dst,
@@ -850,9 +859,10 @@ pub(crate) fn emit_to(
         }),
         _ => return None,
     };
-    let sport = av
+    let sport = cfg
         .udp_sport
-        .unwrap_or_else(|| udp_sport(av.flow_label, qpn, attrs.dest_qp));
+        .or(av.udp_sport)
+        .unwrap_or_else(|| udp_sport(av.flow_label, cfg.qpn, attrs.dest_qp));
     let mut bth = bth;
     bth.pad_count = rxe_wire::pad_for(payload_len);
     let repr = RoceV2Repr {

@@ -510,7 +510,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         };
         let n = super::emit_to(
             &attrs,
-            self.cfg.qpn,
+            &self.cfg,
             &mut self.ident,
             buf,
             bth,
