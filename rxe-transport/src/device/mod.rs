@@ -252,6 +252,7 @@ impl Device {
         let mut gsi = Box::new(
             DeviceQp::new(QpConfig {
                 port_mtu: cfg.port_mtu,
+                ipv4_ident: u16::from(cfg.ipv4_ident_step != 0),
                 ipv4_ident_step: cfg.ipv4_ident_step,
                 udp_sport: cfg.udp_sport,
                 ..QpConfig::ud(Qpn::new(GSI_QPN), gsi_pd)

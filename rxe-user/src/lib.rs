@@ -1,0 +1,32 @@
+//! # rxe-user
+//!
+//! A userspace Soft-RoCE device: the device core of `rxe-transport` (QPs, memory, CQs, QP1 and
+//! the rdma_cm-compatible connection manager) on a UDP socket, port 4791 by default, so real
+//! RoCEv2 peers reach it, or any port so several devices share a host.
+//!
+//! ## The IPv4 Identification
+//!
+//! The ICRC covers the whole IPv4 header, Identification included, which a UDP socket neither
+//! sets nor shows:
+//!
+//! - Sending: the socket is set to `IP_PMTUDISC_DO`, for which Linux sends DF datagrams with
+//!   Identification 0 from an unconnected socket, and the device computes every ICRC with 0.
+//! - Receiving: the device solves the one Identification that makes the received ICRC right
+//!   (`rxe_wire::icrc::ipv4_ident`): a 16-bit check instead of 32 on IPv4 (IPv6 keeps all 32).
+//!
+//! Every packet also leaves from the socket's port, which the ICRC covers too, so the device
+//! sends with that UDP source port instead of Linux's per-QP entropy ports. Devices on a port
+//! other than 4791 (several on one host) build and check their packets as if addressed to 4791.
+//!
+//! ```no_run
+//! use rxe_user::{UdpDevice, UdpDeviceConfig};
+//!
+//! let mut dev = UdpDevice::open(UdpDeviceConfig::new("127.0.0.1:4791".parse().unwrap())).unwrap();
+//! let pd = dev.core().alloc_pd();
+//! // ... register memory, create QPs, connect; then call dev.progress() to run the protocol.
+//! # let _ = pd;
+//! ```
+
+mod udp_device;
+
+pub use udp_device::{UdpDevice, UdpDeviceConfig, UdpDeviceCounters};

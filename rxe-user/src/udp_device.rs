@@ -1,0 +1,293 @@
+//! The device on a UDP socket: receive with headroom for a rebuilt IP/UDP header (Identification
+//! solved from the ICRC on IPv4), send the UDP payload of what the core emits.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Instant as StdInstant;
+
+use rxe_transport::device::{Device, DeviceConfig};
+use rxe_transport::{Instant, Mtu};
+use rxe_wire::icrc::ipv4_ident::IdentSolver;
+use rxe_wire::{ipv4, ipv6, udp, IpRepr};
+
+/// Settings of a [`UdpDevice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpDeviceConfig {
+    /// Address and port to bind: a specific address (it is the device's GID), port 4791 for real
+    /// RoCEv2 peers.
+    pub bind: SocketAddr,
+    /// The UDP port peers listen on (4791 for RoCEv2).
+    pub peer_port: u16,
+    /// Active MTU.
+    pub mtu: Mtu,
+    /// Seeds keys, PSNs and CM IDs.
+    pub seed: u64,
+}
+
+impl UdpDeviceConfig {
+    /// Defaults for `bind`: peers on the same port, MTU 1024, seed from the clock.
+    pub fn new(bind: SocketAddr) -> UdpDeviceConfig {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        UdpDeviceConfig {
+            bind,
+            peer_port: bind.port(),
+            mtu: Mtu::M1024,
+            seed,
+        }
+    }
+}
+
+/// Counters of the socket layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UdpDeviceCounters {
+    /// Datagrams sent.
+    pub tx: u64,
+    /// Datagrams received.
+    pub rx: u64,
+    /// IPv4 datagrams whose ICRC no Identification satisfies (corrupt).
+    pub rx_icrc_unsolved: u64,
+    /// Datagrams too short to be RoCEv2.
+    pub rx_short: u64,
+    /// Sends the kernel refused (would block, ...).
+    pub tx_errors: u64,
+}
+
+/// A Soft-RoCE device on a UDP socket.
+#[derive(Debug)]
+pub struct UdpDevice {
+    sock: UdpSocket,
+    core: Device,
+    cfg: UdpDeviceConfig,
+    epoch: StdInstant,
+    solvers: HashMap<usize, IdentSolver>,
+    rx_buf: Vec<u8>,
+    tx_buf: Vec<u8>,
+    counters: UdpDeviceCounters,
+}
+
+/// Room before the UDP payload for the rebuilt IP and UDP headers.
+const HEADROOM: usize = ipv6::HEADER_LEN + udp::HEADER_LEN;
+
+impl UdpDevice {
+    /// Binds the socket and creates the device.
+    pub fn open(cfg: UdpDeviceConfig) -> io::Result<UdpDevice> {
+        if cfg.bind.ip().is_unspecified() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bind a specific address: it is the device's GID",
+            ));
+        }
+        let sock = UdpSocket::bind(cfg.bind)?;
+        sock.set_nonblocking(true)?;
+        if cfg.bind.is_ipv4() {
+            // DF datagrams with Identification 0 (unconnected socket), as the ICRC assumes.
+            set_sockopt(
+                &sock,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DO,
+            )?;
+        }
+        for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+            // Best effort: bigger buffers absorb bursts of a window of packets.
+            let _ = set_sockopt(&sock, libc::SOL_SOCKET, opt, 8 << 20);
+        }
+        let bound = sock.local_addr()?;
+        let mut dcfg = DeviceConfig::new(bound.ip(), cfg.seed);
+        dcfg.port_mtu = cfg.mtu;
+        dcfg.udp_sport = Some(bound.port());
+        dcfg.ipv4_ident_step = 0;
+        let core =
+            Device::new(dcfg).map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?;
+        Ok(UdpDevice {
+            sock,
+            core,
+            cfg,
+            epoch: StdInstant::now(),
+            solvers: HashMap::new(),
+            rx_buf: vec![0u8; HEADROOM + 65536],
+            tx_buf: vec![0u8; 65536],
+            counters: UdpDeviceCounters::default(),
+        })
+    }
+
+    /// The device core: verbs objects, connections, counters.
+    pub fn core(&mut self) -> &mut Device {
+        &mut self.core
+    }
+
+    /// The socket's address (the device's GID and port).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Socket-layer counters.
+    pub fn counters(&self) -> UdpDeviceCounters {
+        self.counters
+    }
+
+    /// The device clock: time since the device was opened.
+    pub fn now(&self) -> Instant {
+        Instant::from_nanos(self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    /// Runs the protocol once without blocking: receives what has arrived, runs due timers,
+    /// sends what is ready. Returns whether anything happened.
+    pub fn progress(&mut self) -> io::Result<bool> {
+        let mut any = false;
+        for _ in 0..64 {
+            if !self.receive_one()? {
+                break;
+            }
+            any = true;
+        }
+        let now = self.now();
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+            any = true;
+        }
+        any |= self.transmit()?;
+        Ok(any)
+    }
+
+    fn receive_one(&mut self) -> io::Result<bool> {
+        let (n, from) = match self.sock.recv_from(&mut self.rx_buf[HEADROOM..]) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.counters.rx += 1;
+        if n < 12 + 4 {
+            self.counters.rx_short += 1;
+            return Ok(true);
+        }
+        let local = self.sock.local_addr()?;
+        // The ICRC covers the UDP ports. On a port other than 4791 (only another rxe-user device
+        // listens there) both sides build and check packets as if addressed to 4791.
+        let udp_repr = udp::Repr {
+            src_port: from.port(),
+            dst_port: udp::ROCE_PORT,
+            checksum: false,
+        };
+        let payload_end = HEADROOM + n;
+        let start = match (from.ip(), local.ip()) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let transport = &self.rx_buf[HEADROOM..payload_end - 4];
+                let icrc_bytes = &self.rx_buf[payload_end - 4..payload_end];
+                let icrc = u32::from_le_bytes([
+                    icrc_bytes[0],
+                    icrc_bytes[1],
+                    icrc_bytes[2],
+                    icrc_bytes[3],
+                ]);
+                let mut ip = ipv4::Repr {
+                    src,
+                    dst,
+                    tos: 0,
+                    ident: 0,
+                    dont_frag: true,
+                    ttl: 64,
+                };
+                let solver = self
+                    .solvers
+                    .entry(transport.len())
+                    .or_insert_with(|| IdentSolver::new(transport.len()));
+                let Some(ident) = solver.solve(&ip, &udp_repr, transport, icrc) else {
+                    self.counters.rx_icrc_unsolved += 1;
+                    return Ok(true);
+                };
+                ip.ident = ident;
+                let start = HEADROOM - ipv4::HEADER_LEN - udp::HEADER_LEN;
+                emit_headers(
+                    &IpRepr::V4(ip),
+                    &udp_repr,
+                    &mut self.rx_buf[start..payload_end],
+                );
+                start
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                // Traffic class, flow label and hop limit are masked out of the ICRC.
+                let ip = ipv6::Repr {
+                    src,
+                    dst,
+                    traffic_class: 0,
+                    flow_label: 0,
+                    hop_limit: 64,
+                };
+                emit_headers(&IpRepr::V6(ip), &udp_repr, &mut self.rx_buf[..payload_end]);
+                0
+            }
+            _ => {
+                self.counters.rx_short += 1;
+                return Ok(true);
+            }
+        };
+        let now = self.now();
+        self.core
+            .handle_packet(now, &self.rx_buf[start..payload_end]);
+        Ok(true)
+    }
+
+    fn transmit(&mut self) -> io::Result<bool> {
+        let mut any = false;
+        let now = self.now();
+        while let Some(n) = self.core.poll_transmit(now, &mut self.tx_buf) {
+            any = true;
+            let pkt = &self.tx_buf[..n];
+            let (dst, hdr) = match pkt[0] >> 4 {
+                4 => (
+                    IpAddr::V4([pkt[16], pkt[17], pkt[18], pkt[19]].into()),
+                    ipv4::HEADER_LEN,
+                ),
+                _ => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&pkt[24..40]);
+                    (IpAddr::V6(a.into()), ipv6::HEADER_LEN)
+                }
+            };
+            let to = SocketAddr::new(dst, self.cfg.peer_port);
+            match self.sock.send_to(&pkt[hdr + udp::HEADER_LEN..], to) {
+                Ok(_) => self.counters.tx += 1,
+                Err(_) => self.counters.tx_errors += 1,
+            }
+        }
+        Ok(any)
+    }
+}
+
+/// Writes IP and UDP headers at the start of `packet` (whose tail is the UDP payload).
+fn emit_headers(ip: &IpRepr, udp_repr: &udp::Repr, packet: &mut [u8]) {
+    let ip_len = ip.header_len();
+    let udp_len = packet.len() - ip_len;
+    let _ = match ip {
+        IpRepr::V4(r) => r.emit(packet, udp_len),
+        IpRepr::V6(r) => r.emit(packet, udp_len),
+    };
+    let _ = udp_repr.emit(&mut packet[ip_len..], udp_len - udp::HEADER_LEN);
+}
+
+/// `setsockopt` with an int value: the crate's only `unsafe` (std has no API for these options).
+#[allow(unsafe_code)]
+fn set_sockopt(sock: &UdpSocket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let v: libc::c_int = value;
+    // SAFETY: a valid socket and a pointer to a c_int of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
