@@ -102,8 +102,7 @@ impl UdpDevice {
         dcfg.port_mtu = cfg.mtu;
         dcfg.udp_sport = Some(bound.port());
         dcfg.ipv4_ident_step = 0;
-        let core =
-            Device::new(dcfg).map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?;
+        let core = Device::new(dcfg).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(UdpDevice {
             sock,
             core,
