@@ -1,8 +1,8 @@
 //! The pieces behind the `rxe` command-line tool, as a library so they can be tested:
-//! capture-file reading ([`capture`]), `rxe dump` ([`dump`]) and `rxe samples` ([`samples`]).
-//!
-//! Later issues add the loopback demo, `rping` and perftest-compatible tools here.
+//! capture-file reading ([`capture`]), `rxe dump` ([`dump`]), `rxe samples` ([`samples`]) and
+//! `rxe demo` ([`demo`]).
 
 pub mod capture;
+pub mod demo;
 pub mod dump;
 pub mod samples;

@@ -61,6 +61,7 @@ pub struct UdpDeviceCounters {
 #[derive(Debug)]
 pub struct UdpDevice {
     sock: UdpSocket,
+    local: SocketAddr,
     core: Device,
     cfg: UdpDeviceConfig,
     epoch: StdInstant,
@@ -105,6 +106,7 @@ impl UdpDevice {
         let core = Device::new(dcfg).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(UdpDevice {
             sock,
+            local: bound,
             core,
             cfg,
             epoch: StdInstant::now(),
@@ -121,8 +123,8 @@ impl UdpDevice {
     }
 
     /// The socket's address (the device's GID and port).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// Socket-layer counters.
@@ -165,7 +167,7 @@ impl UdpDevice {
             self.counters.rx_short += 1;
             return Ok(true);
         }
-        let local = self.sock.local_addr()?;
+        let local = self.local;
         // The ICRC covers the UDP ports. On a port other than 4791 (only another rxe-user device
         // listens there) both sides build and check packets as if addressed to 4791.
         let udp_repr = udp::Repr {

@@ -1,5 +1,7 @@
 //! `rxe`: the Soft-RoCE command-line tool.
 //!
+//! - `rxe demo`: two Soft-RoCE devices on loopback run rping and perftest-style READ/WRITE/SEND
+//!   measurements, printed like those tools.
 //! - `rxe dump FILE`: one line per RoCEv2 frame of a pcap/pcapng capture; exit status 0 only if
 //!   every RoCE frame parsed and its ICRC verified.
 //! - `rxe samples -o FILE`: write a pcap of frames emitted by rxe-wire (every opcode, IPv4 and
@@ -9,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rxe_examples::{capture, dump, samples};
+use rxe_examples::{capture, demo, dump, samples};
 
 #[derive(Parser)]
 #[command(name = "rxe", version, about = "Soft-RoCE (RoCEv2) in Rust: tools")]
@@ -20,6 +22,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Two Soft-RoCE devices on loopback: rping, ib_read_bw, ib_read_lat, ib_write_bw, ib_send_lat.
+    Demo {
+        /// UDP port of both devices (127.0.0.1 and 127.0.0.2).
+        #[arg(short, long, default_value_t = 4791)]
+        port: u16,
+        /// Iterations of each measurement.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        iters: u32,
+        /// rping iterations.
+        #[arg(short = 'C', long, default_value_t = 10)]
+        count: u32,
+    },
     /// Print one line per RoCEv2 frame of a pcap or pcapng file and verify every ICRC.
     Dump {
         /// Capture file (Ethernet, raw IP or Linux cooked link type).
@@ -39,6 +53,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo { port, iters, count } => {
+            let cfg = demo::DemoConfig {
+                port,
+                rping_count: count,
+                iters: iters.max(1),
+            };
+            match demo::run(&cfg) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rxe demo: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Dump { file } => {
             let frames = match capture::read_file(&file) {
                 Ok(f) => f,

@@ -601,9 +601,9 @@ impl Device {
         private_data: &[u8],
     ) -> Result<(), DeviceError> {
         self.entry(qpn)?;
-        self.conn_qp.insert(id.0, qpn);
-        self.move_qp(id, qpn, &[QpState::Init, QpState::Rtr]);
         let psn = self.random_psn();
+        // The CM fixes the negotiated values first; the QP reaches RTR before the REP leaves
+        // (pump_cm below sends it).
         self.cm
             .accept(
                 now,
@@ -618,6 +618,8 @@ impl Device {
                 },
             )
             .map_err(DeviceError::Cm)?;
+        self.conn_qp.insert(id.0, qpn);
+        self.move_qp(id, qpn, &[QpState::Init, QpState::Rtr]);
         self.pump_cm(now);
         Ok(())
     }
