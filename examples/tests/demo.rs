@@ -35,3 +35,34 @@ fn the_demo_runs_rping_and_the_measurements_on_loopback() {
         .any(|l| l.trim_start().starts_with("65536      50")));
     assert!(out.contains("icrc_err 0"));
 }
+
+#[test]
+fn rping_client_and_server_in_two_threads_over_loopback() {
+    use rxe_examples::rping::{run as rping, RpingArgs};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+    let udp_port = 50000 + (std::process::id() % 10000) as u16;
+    let args = |server: bool| RpingArgs {
+        server,
+        addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+        port: 7174,
+        count: 20,
+        size: 200,
+        verbose: true,
+        validate: true,
+        udp_port,
+        timeout: Duration::from_secs(10),
+    };
+    let srv = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        rping(&args(true), &mut out).map(|()| String::from_utf8_lossy(&out).into_owned())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut out = Vec::new();
+    rping(&args(false), &mut out).unwrap_or_else(|e| panic!("client: {e}"));
+    let client = String::from_utf8_lossy(&out).into_owned();
+    assert_eq!(client.lines().count(), 20);
+    assert!(client.lines().all(|l| l.starts_with("ping data: rdma-ping-")));
+    let server = srv.join().expect("server thread").unwrap_or_else(|e| panic!("server: {e}"));
+    assert!(server.ends_with("server DISCONNECT EVENT... (20 pings)\n"), "{server}");
+}

@@ -2,6 +2,7 @@
 //!
 //! - `rxe demo`: two Soft-RoCE devices on loopback run rping and perftest-style READ/WRITE/SEND
 //!   measurements, printed like those tools.
+//! - `rxe rping -s|-c -a ADDR [-p PORT] [-C N] [-S SIZE] [-v] [-V]`: rdma-core's rping.
 //! - `rxe dump FILE`: one line per RoCEv2 frame of a pcap/pcapng capture; exit status 0 only if
 //!   every RoCE frame parsed and its ICRC verified.
 //! - `rxe samples -o FILE`: write a pcap of frames emitted by rxe-wire (every opcode, IPv4 and
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rxe_examples::{capture, demo, dump, samples};
+use rxe_examples::{capture, demo, dump, rping, samples};
 
 #[derive(Parser)]
 #[command(name = "rxe", version, about = "Soft-RoCE (RoCEv2) in Rust: tools")]
@@ -33,6 +34,39 @@ enum Command {
         /// rping iterations.
         #[arg(short = 'C', long, default_value_t = 10)]
         count: u32,
+    },
+    /// rping (rdma-core's rping, same exchange on the wire) on a userspace device.
+    Rping {
+        /// Server.
+        #[arg(short = 's', conflicts_with = "client")]
+        server: bool,
+        /// Client.
+        #[arg(short = 'c')]
+        client: bool,
+        /// Server address (client) or address to bind (server).
+        #[arg(short = 'a')]
+        addr: std::net::IpAddr,
+        /// rdma_cm port.
+        #[arg(short = 'p', default_value_t = 7174)]
+        port: u16,
+        /// Pings (client; 0 = forever).
+        #[arg(short = 'C', default_value_t = 0)]
+        count: u32,
+        /// Buffer size.
+        #[arg(short = 'S', default_value_t = 64)]
+        size: usize,
+        /// Print each ping.
+        #[arg(short = 'v')]
+        verbose: bool,
+        /// Check each pong.
+        #[arg(short = 'V')]
+        validate: bool,
+        /// RoCEv2 UDP port of this device and the peer.
+        #[arg(long, default_value_t = 4791)]
+        udp_port: u16,
+        /// Seconds without progress before giving up.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
     },
     /// Print one line per RoCEv2 frame of a pcap or pcapng file and verify every ICRC.
     Dump {
@@ -66,6 +100,43 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("rxe demo: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Rping {
+            server,
+            client,
+            addr,
+            port,
+            count,
+            size,
+            verbose,
+            validate,
+            udp_port,
+            timeout,
+        } => {
+            if server == client {
+                eprintln!("rxe rping: give exactly one of -s (server) and -c (client)");
+                return ExitCode::from(2);
+            }
+            let args = rping::RpingArgs {
+                server,
+                addr,
+                port,
+                count,
+                size,
+                verbose,
+                validate,
+                udp_port,
+                timeout: std::time::Duration::from_secs(timeout.max(1)),
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match rping::run(&args, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rxe rping: {e}");
                     ExitCode::from(1)
                 }
             }
