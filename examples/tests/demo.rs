@@ -42,7 +42,7 @@ fn rping_client_and_server_in_two_threads_over_loopback() {
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
     let udp_port = 50000 + (std::process::id() % 10000) as u16;
-    let args = |server: bool| RpingArgs {
+    let args = move |server: bool| RpingArgs {
         server,
         addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
         port: 7174,
