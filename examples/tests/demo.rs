@@ -62,7 +62,15 @@ fn rping_client_and_server_in_two_threads_over_loopback() {
     rping(&args(false), &mut out).unwrap_or_else(|e| panic!("client: {e}"));
     let client = String::from_utf8_lossy(&out).into_owned();
     assert_eq!(client.lines().count(), 20);
-    assert!(client.lines().all(|l| l.starts_with("ping data: rdma-ping-")));
-    let server = srv.join().expect("server thread").unwrap_or_else(|e| panic!("server: {e}"));
-    assert!(server.ends_with("server DISCONNECT EVENT... (20 pings)\n"), "{server}");
+    assert!(client
+        .lines()
+        .all(|l| l.starts_with("ping data: rdma-ping-")));
+    let server = srv
+        .join()
+        .expect("server thread")
+        .unwrap_or_else(|e| panic!("server: {e}"));
+    assert!(
+        server.ends_with("server DISCONNECT EVENT... (20 pings)\n"),
+        "{server}"
+    );
 }

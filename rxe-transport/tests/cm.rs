@@ -214,7 +214,6 @@ impl Net {
             (IpAddr::V4(A_IP), 40001, PORT, self.p.a.qp.qpn())
         );
         assert_eq!(&private_data[..5], b"hello");
-        Self::modify(&mut self.p.b, &self.b, b_id, &[QpState::Init, QpState::Rtr]);
         let now = self.now();
         let accept = AcceptParams {
             qpn: self.p.b.qp.qpn(),
@@ -224,7 +223,9 @@ impl Net {
             rnr_retry_count: 6,
             private_data: b"welcome",
         };
+        // accept fixes the negotiated values; the QP reaches RTR before the REP is sent.
         self.b.accept(now, b_id, &accept).expect("accept");
+        Self::modify(&mut self.p.b, &self.b, b_id, &[QpState::Init, QpState::Rtr]);
         self.until("connect reply", |n| {
             n.a_events
                 .iter()
@@ -324,8 +325,10 @@ fn connect_accept_carry_data_and_disconnect() {
     let mut n = Net::new();
     let (a_id, b_id) = n.establish();
     // The QPs got the negotiated values.
+    // rdma_cm's PSNs: each side's REQ/REP carries the PSN its responder expects; each side
+    // sends from the other's.
     let a_attr = n.a.qp_attr(a_id, QpState::Rtr).unwrap();
-    assert_eq!(a_attr.rq_psn, Some(Psn::new(0x0012_3456)));
+    assert_eq!(a_attr.rq_psn, Some(Psn::new(0x00ab_cdef)));
     assert_eq!(a_attr.dest_qp, Some(n.p.b.qp.qpn()));
     let a_rts = n.a.qp_attr(a_id, QpState::Rts).unwrap();
     // a issues at most what b accepts (2) and retries RNR as b asked (6).
@@ -333,11 +336,12 @@ fn connect_accept_carry_data_and_disconnect() {
     let b_rts = n.b.qp_attr(b_id, QpState::Rts).unwrap();
     // b asked for 8 but a accepts 4.
     assert_eq!(b_rts.max_rd_atomic, Some(4));
-    assert_eq!(b_rts.sq_psn, Some(Psn::new(0x0012_3456)));
+    assert_eq!(b_rts.sq_psn, Some(Psn::new(0x00ab_cdef)));
     assert_eq!(
         n.b.qp_attr(b_id, QpState::Rtr).unwrap().rq_psn,
-        Some(Psn::new(0x00ab_cdef))
+        Some(Psn::new(0x0012_3456))
     );
+    assert_eq!(a_rts.sq_psn, Some(Psn::new(0x0012_3456)));
     assert_eq!(n.a.state(a_id), Some(ConnState::Established));
     assert_eq!(n.b.state(b_id), Some(ConnState::Established));
     assert_eq!(n.p.a.qp.state(), QpState::Rts);
@@ -478,7 +482,6 @@ fn a_lost_rtu_is_recovered_by_the_resent_rep_or_by_the_first_data_packet() {
     let Some(CmEvent::ConnectRequest { id: b_id, .. }) = n.b_events.first().cloned() else {
         panic!()
     };
-    Net::modify(&mut n.p.b, &n.b, b_id, &[QpState::Init, QpState::Rtr]);
     let accept = AcceptParams {
         qpn: n.p.b.qp.qpn(),
         psn: Psn::new(7),
@@ -489,6 +492,7 @@ fn a_lost_rtu_is_recovered_by_the_resent_rep_or_by_the_first_data_packet() {
     };
     let now = n.now();
     n.b.accept(now, b_id, &accept).unwrap();
+    Net::modify(&mut n.p.b, &n.b, b_id, &[QpState::Init, QpState::Rtr]);
     n.until("reply", |n| n.a_events.len() == 1);
     Net::modify(
         &mut n.p.a,
@@ -710,7 +714,6 @@ fn our_req_rep_and_rtu_match_linux_rdma_cm_byte_for_byte_but_ids() {
     assert_eq!(src, IpAddr::V4(client));
     let attr = b.qp_attr(b_id, QpState::Rtr).unwrap();
     assert_eq!(attr.dest_qp, Some(Qpn::new(0x14)));
-    assert_eq!(attr.rq_psn, Some(Psn::new(0x54e9f2)));
     assert_eq!(attr.path_mtu, Some(rxe_transport::Mtu::M1024));
     // The flow label rdma_cm chose gives the UDP source port the capture's RC packets use.
     let av = attr.av.unwrap();
@@ -732,6 +735,14 @@ fn our_req_rep_and_rtu_match_linux_rdma_cm_byte_for_byte_but_ids() {
     )
     .unwrap();
     let rep = b.poll_transmit().unwrap().mad;
+    // As in the capture: the server expects 0x3baddb (its REP) and sends from 0x54e9f2 (the
+    // client's REQ): its first READ request carries 0x54e9f2.
+    let rtr = b.qp_attr(b_id, QpState::Rtr).unwrap();
+    let rts = b.qp_attr(b_id, QpState::Rts).unwrap();
+    assert_eq!(
+        (rtr.rq_psn, rts.sq_psn),
+        (Some(Psn::new(0x3baddb)), Some(Psn::new(0x54e9f2)))
+    );
     let d = diff(&rep, &mads[1].1);
     assert!(in_ranges(&d, &[(24, 28)]), "REP differs at {d:?}");
 
@@ -741,7 +752,8 @@ fn our_req_rep_and_rtu_match_linux_rdma_cm_byte_for_byte_but_ids() {
     a.handle_mad(now, IpAddr::V4(server), &cap_rep);
     assert!(matches!(a.poll_event(), Some(CmEvent::ConnectReply { .. })));
     let rts = a.qp_attr(id, QpState::Rts).unwrap();
-    assert_eq!(rts.sq_psn, Some(Psn::new(0x54e9f2)));
+    // The client sends from the server's 0x3baddb: its first SEND in the capture.
+    assert_eq!(rts.sq_psn, Some(Psn::new(0x3baddb)));
     assert_eq!(
         (rts.retry_cnt, rts.rnr_retry, rts.timeout),
         (Some(7), Some(7), Some(19))

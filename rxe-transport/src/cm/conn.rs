@@ -36,9 +36,11 @@ pub enum ConnState {
 pub(crate) struct Negotiated {
     pub(crate) local_qpn: Qpn,
     pub(crate) remote_qpn: Qpn,
-    /// Our first PSN (our SQ PSN).
+    /// The PSN we put in our REQ or REP: the first our responder expects (our RQ PSN). This
+    /// is how Linux rdma_cm uses the field (`rdma_init_qp_attr` sets `rq_psn` to its own
+    /// `seq_num`), as the rping capture shows: each side sends from the peer's value.
     pub(crate) local_psn: Psn,
-    /// The peer's first PSN (our RQ PSN).
+    /// The PSN in the peer's REQ or REP: our requester's first (our SQ PSN).
     pub(crate) remote_psn: Psn,
     pub(crate) mtu: Mtu,
     /// READ/atomic requests we accept at once (max_dest_rd_atomic).

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! active                                   passive
-//! connect() ── REQ ──────────────────────▶ ConnectRequest  (QP → INIT, RTR; accept())
+//! connect() ── REQ ──────────────────────▶ ConnectRequest  (accept(); QP → INIT, RTR)
 //! ConnectReply ◀──────────────────── REP ─┘
 //! (QP → INIT, RTR, RTS; rtu()) ── RTU ───▶ Established     (QP → RTS)
 //! Established
@@ -101,7 +101,8 @@ pub struct ConnectParams<'a> {
     pub src_port: u16,
     /// Our QP.
     pub qpn: Qpn,
-    /// Our first PSN.
+    /// The first PSN our responder expects (what rdma_cm puts in the REQ; the peer sends from
+    /// it).
     pub psn: Psn,
     /// READ/atomic requests we accept at once.
     pub responder_resources: u8,
@@ -120,7 +121,7 @@ pub struct ConnectParams<'a> {
 pub struct AcceptParams<'a> {
     /// Our QP.
     pub qpn: Qpn,
-    /// Our first PSN.
+    /// The first PSN our responder expects (what rdma_cm puts in the REP).
     pub psn: Psn,
     /// READ/atomic requests we accept at once.
     pub responder_resources: u8,
@@ -135,8 +136,9 @@ pub struct AcceptParams<'a> {
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CmEvent {
-    /// Passive: a REQ for a port we listen on. Move a QP to INIT and RTR with
-    /// [`Cm::qp_attr`], then [`Cm::accept`] (or [`Cm::reject`]).
+    /// Passive: a REQ for a port we listen on. [`Cm::accept`] (or [`Cm::reject`]), then move
+    /// a QP to INIT and RTR with [`Cm::qp_attr`] before the REP goes out
+    /// ([`Cm::poll_transmit`]).
     ConnectRequest {
         /// The new connection.
         id: ConnId,
@@ -522,7 +524,9 @@ impl<const N: usize> Cm<N> {
         Ok(ConnId(id))
     }
 
-    /// Passive: answers a [`CmEvent::ConnectRequest`] with a REP (the QP should be in RTR).
+    /// Passive: answers a [`CmEvent::ConnectRequest`] with a REP, queued for
+    /// [`poll_transmit`](Self::poll_transmit): move the QP to RTR ([`qp_attr`](Self::qp_attr))
+    /// before sending it.
     pub fn accept(
         &mut self,
         now: Instant,
@@ -694,7 +698,7 @@ impl<const N: usize> Cm<N> {
                     }),
                     path_mtu: Some(n.mtu),
                     dest_qp: Some(n.remote_qpn),
-                    rq_psn: Some(n.remote_psn),
+                    rq_psn: Some(n.local_psn),
                     max_dest_rd_atomic: Some(n.responder_resources.clamp(1, 16)),
                     min_rnr_timer: Some(self.cfg.min_rnr_timer),
                     ..QpAttr::default()
@@ -709,7 +713,7 @@ impl<const N: usize> Cm<N> {
                 }
                 QpAttr {
                     state: Some(QpState::Rts),
-                    sq_psn: Some(n.local_psn),
+                    sq_psn: Some(n.remote_psn),
                     timeout: Some(n.ack_timeout),
                     retry_cnt: Some(n.retry_count),
                     rnr_retry: Some(n.rnr_retry),
