@@ -14,6 +14,11 @@
 //!
 //! Capacities are fixed when the QP is created (`Qp<SQ, RQ>`); nothing grows at run time.
 //!
+//! Beside the QPs: shared receive queues ([`Srq`]), memory windows and fast registration
+//! ([`memory::bind_mw`], [`memory::reg_mr`]), the connection manager ([`cm::Cm`], rdma_cm on
+//! the wire), and, with the `alloc` feature, the device core ([`device::Device`]) that hosts
+//! (`rxe-user`, `rxe-kernel`) wrap: object tables, keys, QPNs, QP1, demux and scheduling.
+//!
 //! ## Example: a SEND between two QPs, in memory
 //!
 //! ```
