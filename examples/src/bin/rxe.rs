@@ -3,6 +3,7 @@
 //! - `rxe demo`: two Soft-RoCE devices on loopback run rping and perftest-style READ/WRITE/SEND
 //!   measurements, printed like those tools.
 //! - `rxe rping -s|-c -a ADDR [-p PORT] [-C N] [-S SIZE] [-v] [-V]`: rdma-core's rping.
+//! - `rxe ibv_rc_pingpong [SERVER]`: rdma-core's ibv_rc_pingpong.
 //! - `rxe dump FILE`: one line per RoCEv2 frame of a pcap/pcapng capture; exit status 0 only if
 //!   every RoCE frame parsed and its ICRC verified.
 //! - `rxe samples -o FILE`: write a pcap of frames emitted by rxe-wire (every opcode, IPv4 and
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rxe_examples::{capture, demo, dump, rping, samples};
+use rxe_examples::{capture, demo, dump, pingpong, rping, samples};
 
 #[derive(Parser)]
 #[command(name = "rxe", version, about = "Soft-RoCE (RoCEv2) in Rust: tools")]
@@ -61,6 +62,39 @@ enum Command {
         /// Check each pong.
         #[arg(short = 'V')]
         validate: bool,
+        /// RoCEv2 UDP port of this device and the peer.
+        #[arg(long, default_value_t = 4791)]
+        udp_port: u16,
+        /// Seconds without progress before giving up.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// ibv_rc_pingpong (rdma-core's, same TCP exchange and wire) on a userspace device.
+    #[command(name = "ibv_rc_pingpong")]
+    RcPingpong {
+        /// The server; none: be the server.
+        server: Option<std::net::IpAddr>,
+        /// TCP port of the address exchange.
+        #[arg(short = 'p', long, default_value_t = 18515)]
+        port: u16,
+        /// Message size.
+        #[arg(short = 's', long, default_value_t = 4096)]
+        size: u32,
+        /// Path MTU.
+        #[arg(short = 'm', long, default_value_t = 1024)]
+        mtu: u32,
+        /// Receives posted at a time.
+        #[arg(short = 'r', long = "rx-depth", default_value_t = 500)]
+        rx_depth: u32,
+        /// Exchanges.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        iters: u32,
+        /// GID index (accepted for compatibility; the device has one GID, its address).
+        #[arg(short = 'g', long = "gid-idx")]
+        gid_idx: Option<u32>,
+        /// This device's address (a server must give it).
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
         /// RoCEv2 UDP port of this device and the peer.
         #[arg(long, default_value_t = 4791)]
         udp_port: u16,
@@ -137,6 +171,39 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("rxe rping: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::RcPingpong {
+            server,
+            port,
+            size,
+            mtu,
+            rx_depth,
+            iters,
+            gid_idx: _,
+            bind,
+            udp_port,
+            timeout,
+        } => {
+            let args = pingpong::PingpongArgs {
+                server,
+                port,
+                size,
+                mtu,
+                rx_depth,
+                iters: iters.max(1),
+                bind,
+                udp_port,
+                timeout: std::time::Duration::from_secs(timeout.max(1)),
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match pingpong::run(&args, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rxe ibv_rc_pingpong: {e}");
                     ExitCode::from(1)
                 }
             }

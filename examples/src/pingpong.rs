@@ -1,0 +1,402 @@
+//! `rxe ibv_rc_pingpong`: rdma-core's `ibv_rc_pingpong` (libibverbs/examples/rc_pingpong.c) on an
+//! rxe-user device: the same TCP exchange of `LID:QPN:PSN:GID` (`%04x:%06x:%06x:%s`, the GID as
+//! 32 hex digits, 52 bytes with the terminating NUL) on port 18515, the same QP attributes, and
+//! the same ping-pong of SENDs, so it runs against the real tool.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use rxe_transport::device::{CqId, QpInit};
+use rxe_transport::{
+    Access, AddressVector, Mtu, QpAttr, QpState, QpType, RecvWr, SendFlags, SendWr, Sge, WcOpcode,
+    WcStatus, WrOpcode,
+};
+use rxe_user::{UdpDevice, UdpDeviceConfig};
+use rxe_wire::{Psn, Qpn};
+
+/// ibv_rc_pingpong's options.
+#[derive(Debug, Clone)]
+pub struct PingpongArgs {
+    /// The server to connect to; `None`: be the server.
+    pub server: Option<IpAddr>,
+    /// `-p`: TCP port of the exchange.
+    pub port: u16,
+    /// `-s`: message size.
+    pub size: u32,
+    /// `-m`: path MTU in bytes.
+    pub mtu: u32,
+    /// `-r`: receives posted at a time.
+    pub rx_depth: u32,
+    /// `-n`: exchanges.
+    pub iters: u32,
+    /// Address of this device (server: where to listen; default: the route to the peer).
+    pub bind: Option<IpAddr>,
+    /// RoCEv2 UDP port.
+    pub udp_port: u16,
+    /// Give up when nothing happens for this long.
+    pub timeout: Duration,
+}
+
+/// What went wrong, in one line.
+#[derive(Debug)]
+pub struct PingpongError(pub String);
+
+impl std::fmt::Display for PingpongError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn e<T: std::fmt::Display>(what: &'static str) -> impl Fn(T) -> PingpongError {
+    move |x| PingpongError(format!("{what}: {x}"))
+}
+
+/// The exchange message: `%04x:%06x:%06x:%s` and a NUL, 52 bytes.
+const MSG_LEN: usize = 52;
+
+/// One side's address as the exchange carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dest {
+    /// LID (0 on RoCE).
+    pub lid: u16,
+    /// QP number.
+    pub qpn: u32,
+    /// First PSN.
+    pub psn: u32,
+    /// GID.
+    pub gid: Ipv6Addr,
+}
+
+impl Dest {
+    /// The 52-byte message (`gid_to_wire_gid`: the 16 GID bytes as hex, in order).
+    pub fn to_wire(&self) -> [u8; MSG_LEN] {
+        let hex: String = self
+            .gid
+            .octets()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let s = format!("{:04x}:{:06x}:{:06x}:{hex}", self.lid, self.qpn, self.psn);
+        let mut m = [0u8; MSG_LEN];
+        let n = s.len().min(MSG_LEN - 1);
+        m[..n].copy_from_slice(&s.as_bytes()[..n]);
+        m
+    }
+
+    /// Parses a message (`sscanf("%x:%x:%x:%s")` and `wire_gid_to_gid`).
+    pub fn parse(m: &[u8]) -> Option<Dest> {
+        let end = m.iter().position(|&b| b == 0).unwrap_or(m.len());
+        let s = std::str::from_utf8(&m[..end]).ok()?;
+        let mut it = s.splitn(4, ':');
+        let lid = u16::from_str_radix(it.next()?, 16).ok()?;
+        let qpn = u32::from_str_radix(it.next()?, 16).ok()?;
+        let psn = u32::from_str_radix(it.next()?, 16).ok()?;
+        let g = it.next()?;
+        if g.len() != 32 {
+            return None;
+        }
+        let mut gid = [0u8; 16];
+        for (i, b) in gid.iter_mut().enumerate() {
+            *b = u8::from_str_radix(g.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Dest {
+            lid,
+            qpn,
+            psn,
+            gid: Ipv6Addr::from(gid),
+        })
+    }
+}
+
+fn show(gid: Ipv6Addr) -> String {
+    gid.to_string()
+}
+
+fn mtu_of(bytes: u32) -> Option<Mtu> {
+    Some(match bytes {
+        256 => Mtu::M256,
+        512 => Mtu::M512,
+        1024 => Mtu::M1024,
+        2048 => Mtu::M2048,
+        4096 => Mtu::M4096,
+        _ => return None,
+    })
+}
+
+const BUF: u64 = 0x6000_0000;
+const RECV_ID: u64 = 1;
+const SEND_ID: u64 = 2;
+
+/// Runs ibv_rc_pingpong; writes what it prints to `out`.
+pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongError> {
+    let mtu = mtu_of(args.mtu).ok_or(PingpongError("-m: 256, 512, 1024, 2048 or 4096".into()))?;
+    let local_ip = match (args.bind, args.server) {
+        (Some(ip), _) => ip,
+        (None, Some(peer)) => route_to(peer)?,
+        (None, None) => {
+            return Err(PingpongError(
+                "a server needs --bind ADDR (this device's address)".into(),
+            ))
+        }
+    };
+    let mut cfg = UdpDeviceConfig::new(SocketAddr::new(local_ip, args.udp_port));
+    cfg.mtu = mtu;
+    let mut dev = UdpDevice::open(cfg).map_err(e("open device"))?;
+    let size = args.size.max(1);
+    let rx_depth = args.rx_depth.clamp(2, 250);
+    let c = dev.core();
+    let pd = c.alloc_pd();
+    let mr = c
+        .reg_mr(pd, BUF, size as usize, Access::LOCAL_WRITE)
+        .map_err(e("reg_mr"))?;
+    c.mr_bytes_mut(mr.lkey)
+        .ok_or(PingpongError("region".into()))?
+        .fill(0x7b);
+    let cq: CqId = c.create_cq(rx_depth as usize + 1);
+    let qpn = c
+        .create_qp(&QpInit {
+            qp_type: QpType::Rc,
+            pd,
+            send_cq: cq,
+            recv_cq: cq,
+        })
+        .map_err(e("create_qp"))?;
+    c.modify_qp(
+        qpn,
+        &QpAttr {
+            state: Some(QpState::Init),
+            pkey_index: Some(0),
+            port: Some(1),
+            access: Some(Access::empty()),
+            ..QpAttr::default()
+        },
+    )
+    .map_err(e("modify QP to INIT"))?;
+    let recv = RecvWr::new(
+        RECV_ID,
+        Sge {
+            addr: BUF,
+            length: size,
+            lkey: mr.lkey,
+        },
+    );
+    for _ in 0..rx_depth {
+        c.post_recv(qpn, recv.clone()).map_err(e("post_recv"))?;
+    }
+    let my = Dest {
+        lid: 0,
+        qpn: qpn.value(),
+        psn: c.random_psn().value(),
+        gid: rxe_wire::cma::gid_of(local_ip),
+    };
+    writeln!(
+        out,
+        "  local address:  LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}, GID {}",
+        my.lid,
+        my.qpn,
+        my.psn,
+        show(my.gid)
+    )
+    .map_err(e("output"))?;
+    let connect = |dev: &mut UdpDevice, rem: &Dest| -> Result<(), PingpongError> {
+        let c = dev.core();
+        c.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rtr),
+                av: Some(AddressVector {
+                    sgid: local_ip,
+                    dgid: rxe_wire::cma::ip_of(rem.gid),
+                    hop_limit: 1,
+                    traffic_class: 0,
+                    flow_label: 0,
+                    udp_sport: None,
+                }),
+                path_mtu: Some(mtu),
+                dest_qp: Some(Qpn::new(rem.qpn)),
+                rq_psn: Some(Psn::new(rem.psn)),
+                max_dest_rd_atomic: Some(1),
+                min_rnr_timer: Some(12),
+                ..QpAttr::default()
+            },
+        )
+        .map_err(e("modify QP to RTR"))?;
+        c.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rts),
+                timeout: Some(14),
+                retry_cnt: Some(7),
+                rnr_retry: Some(7),
+                sq_psn: Some(Psn::new(my.psn)),
+                max_rd_atomic: Some(1),
+                ..QpAttr::default()
+            },
+        )
+        .map_err(e("modify QP to RTS"))
+    };
+    let rem = match args.server {
+        Some(peer) => {
+            let mut s = TcpStream::connect(SocketAddr::new(peer, args.port))
+                .map_err(e("couldn't connect to the server"))?;
+            s.write_all(&my.to_wire())
+                .map_err(e("send local address"))?;
+            let mut m = [0u8; MSG_LEN];
+            s.read_exact(&mut m).map_err(e("read remote address"))?;
+            s.write_all(b"done\0").map_err(e("write done"))?;
+            let rem = Dest::parse(&m).ok_or(PingpongError("bad remote address".into()))?;
+            connect(&mut dev, &rem)?;
+            rem
+        }
+        None => {
+            let l = TcpListener::bind(SocketAddr::new(local_ip, args.port))
+                .map_err(e("couldn't listen"))?;
+            let (mut s, _) = l.accept().map_err(e("accept"))?;
+            let mut m = [0u8; MSG_LEN];
+            s.read_exact(&mut m).map_err(e("read remote address"))?;
+            let rem = Dest::parse(&m).ok_or(PingpongError("bad remote address".into()))?;
+            connect(&mut dev, &rem)?;
+            s.write_all(&my.to_wire())
+                .map_err(e("send local address"))?;
+            // The client answers "done" (5 bytes); any answer will do.
+            let mut done = [0u8; MSG_LEN];
+            let _ = s.read(&mut done);
+            rem
+        }
+    };
+    writeln!(
+        out,
+        "  remote address: LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}, GID {}",
+        rem.lid,
+        rem.qpn,
+        rem.psn,
+        show(rem.gid)
+    )
+    .map_err(e("output"))?;
+
+    let send = SendWr::new(
+        SEND_ID,
+        WrOpcode::Send,
+        Some(Sge {
+            addr: BUF,
+            length: size,
+            lkey: mr.lkey,
+        }),
+        SendFlags::SIGNALED,
+    );
+    let mut pending = RECV_ID;
+    if args.server.is_some() {
+        dev.core()
+            .post_send(qpn, send.clone())
+            .map_err(e("post_send"))?;
+        pending |= SEND_ID;
+    }
+    let start = Instant::now();
+    let (mut rcnt, mut scnt, mut routs) = (0u32, 0u32, rx_depth);
+    let mut last = Instant::now();
+    while rcnt < args.iters || scnt < args.iters {
+        if dev.progress().map_err(e("socket"))? {
+            last = Instant::now();
+        }
+        while let Some(wc) = dev.core().poll_cq(cq) {
+            if wc.status != WcStatus::Success {
+                return Err(PingpongError(format!(
+                    "Failed status {} ({}) for wr_id {}",
+                    wc.status.as_str(),
+                    wc.status as u32,
+                    wc.wr_id
+                )));
+            }
+            match wc.opcode {
+                WcOpcode::Recv => {
+                    routs -= 1;
+                    if routs <= 1 {
+                        for _ in routs..rx_depth {
+                            dev.core()
+                                .post_recv(qpn, recv.clone())
+                                .map_err(e("post_recv"))?;
+                        }
+                        routs = rx_depth;
+                    }
+                    rcnt += 1;
+                    pending &= !RECV_ID;
+                }
+                _ => {
+                    scnt += 1;
+                    pending &= !SEND_ID;
+                }
+            }
+            if scnt < args.iters && pending == 0 {
+                dev.core()
+                    .post_send(qpn, send.clone())
+                    .map_err(e("post_send"))?;
+                pending = RECV_ID | SEND_ID;
+            }
+        }
+        if last.elapsed() > args.timeout {
+            return Err(PingpongError(format!(
+                "no progress for {:?} ({rcnt} received, {scnt} sent)",
+                args.timeout
+            )));
+        }
+    }
+    let usec = start.elapsed().as_secs_f64() * 1e6;
+    let bytes = u64::from(size) * u64::from(args.iters) * 2;
+    writeln!(
+        out,
+        "{bytes} bytes in {:.2} seconds = {:.2} Mbit/sec",
+        usec / 1e6,
+        bytes as f64 * 8.0 / usec
+    )
+    .map_err(e("output"))?;
+    writeln!(
+        out,
+        "{} iters in {:.2} seconds = {:.2} usec/iter",
+        args.iters,
+        usec / 1e6,
+        usec / f64::from(args.iters)
+    )
+    .map_err(e("output"))?;
+    // Let the last ACKs go out before the socket closes.
+    let end = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < end {
+        let _ = dev.progress();
+    }
+    Ok(())
+}
+
+fn route_to(peer: IpAddr) -> Result<IpAddr, PingpongError> {
+    let any: SocketAddr = if peer.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let s = UdpSocket::bind(any).map_err(e("route lookup"))?;
+    s.connect(SocketAddr::new(peer, 4791))
+        .map_err(e("no route to the server"))?;
+    Ok(s.local_addr().map_err(e("route lookup"))?.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exchange_message_is_rdma_cores() {
+        let d = Dest {
+            lid: 0,
+            qpn: 0x11,
+            psn: 0xabcdef,
+            gid: "::ffff:10.77.0.11".parse().unwrap(),
+        };
+        let m = d.to_wire();
+        assert_eq!(
+            &m[..51],
+            b"0000:000011:abcdef:00000000000000000000ffff0a4d000b"
+        );
+        assert_eq!(m[51], 0);
+        assert_eq!(Dest::parse(&m), Some(d));
+        assert_eq!(Dest::parse(b"zz"), None);
+    }
+}
