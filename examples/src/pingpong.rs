@@ -1,7 +1,9 @@
-//! `rxe ibv_rc_pingpong`: rdma-core's `ibv_rc_pingpong` (libibverbs/examples/rc_pingpong.c) on an
-//! rxe-user device: the same TCP exchange of `LID:QPN:PSN:GID` (`%04x:%06x:%06x:%s`, the GID as
-//! 32 hex digits, 52 bytes with the terminating NUL) on port 18515, the same QP attributes, and
-//! the same ping-pong of SENDs, so it runs against the real tool.
+//! `rxe ibv_rc_pingpong` and `rxe ibv_ud_pingpong`: rdma-core's examples
+//! (libibverbs/examples/rc_pingpong.c, ud_pingpong.c) on an rxe-user device: the same TCP
+//! exchange of `LID:QPN:PSN:GID` (`%04x:%06x:%06x:%s`, the GID as 32 hex digits, 52 bytes with the
+//! terminating NUL) on port 18515, the same QP attributes (UD: Q_Key 0x11111111, a 40-byte GRH
+//! area before each received message), and the same ping-pong of SENDs, so they run against the
+//! real tools.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -18,6 +20,8 @@ use rxe_wire::{Psn, Qpn};
 /// ibv_rc_pingpong's options.
 #[derive(Debug, Clone)]
 pub struct PingpongArgs {
+    /// UD (`ibv_ud_pingpong`) instead of RC.
+    pub ud: bool,
     /// The server to connect to; `None`: be the server.
     pub server: Option<IpAddr>,
     /// `-p`: TCP port of the exchange.
@@ -125,6 +129,10 @@ fn mtu_of(bytes: u32) -> Option<Mtu> {
 }
 
 const BUF: u64 = 0x6000_0000;
+/// ud_pingpong's Q_Key.
+const UD_QKEY: u32 = 0x1111_1111;
+/// The GRH area before a received datagram.
+const GRH: u32 = 40;
 const RECV_ID: u64 = 1;
 const SEND_ID: u64 = 2;
 
@@ -144,11 +152,18 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     cfg.mtu = mtu;
     let mut dev = UdpDevice::open(cfg).map_err(e("open device"))?;
     let size = args.size.max(1);
+    if args.ud && size > mtu.bytes() {
+        return Err(PingpongError(format!(
+            "Requested size larger than port MTU ({})",
+            mtu.bytes()
+        )));
+    }
+    let grh = if args.ud { GRH } else { 0 };
     let rx_depth = args.rx_depth.clamp(2, 250);
     let c = dev.core();
     let pd = c.alloc_pd();
     let mr = c
-        .reg_mr(pd, BUF, size as usize, Access::LOCAL_WRITE)
+        .reg_mr(pd, BUF, (size + grh) as usize, Access::LOCAL_WRITE)
         .map_err(e("reg_mr"))?;
     c.mr_bytes_mut(mr.lkey)
         .ok_or(PingpongError("region".into()))?
@@ -156,28 +171,40 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     let cq: CqId = c.create_cq(rx_depth as usize + 1);
     let qpn = c
         .create_qp(&QpInit {
-            qp_type: QpType::Rc,
+            qp_type: if args.ud { QpType::Ud } else { QpType::Rc },
             pd,
             send_cq: cq,
             recv_cq: cq,
         })
         .map_err(e("create_qp"))?;
-    c.modify_qp(
-        qpn,
-        &QpAttr {
-            state: Some(QpState::Init),
-            pkey_index: Some(0),
-            port: Some(1),
-            access: Some(Access::empty()),
-            ..QpAttr::default()
-        },
-    )
-    .map_err(e("modify QP to INIT"))?;
+    let mut init = QpAttr {
+        state: Some(QpState::Init),
+        pkey_index: Some(0),
+        port: Some(1),
+        ..QpAttr::default()
+    };
+    if args.ud {
+        init.qkey = Some(rxe_wire::QKey(UD_QKEY));
+    } else {
+        init.access = Some(Access::empty());
+    }
+    c.modify_qp(qpn, &init).map_err(e("modify QP to INIT"))?;
+    if args.ud {
+        // ud_pingpong moves the QP to RTS before the exchange.
+        c.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rtr),
+                ..QpAttr::default()
+            },
+        )
+        .map_err(e("modify QP to RTR"))?;
+    }
     let recv = RecvWr::new(
         RECV_ID,
         Sge {
             addr: BUF,
-            length: size,
+            length: size + grh,
             lkey: mr.lkey,
         },
     );
@@ -190,17 +217,32 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
         psn: c.random_psn().value(),
         gid: rxe_wire::cma::gid_of(local_ip),
     };
+    // rc_pingpong writes ", GID", ud_pingpong ": GID".
+    let sep = if args.ud { ':' } else { ',' };
     writeln!(
         out,
-        "  local address:  LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}, GID {}",
+        "  local address:  LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}{sep} GID {}",
         my.lid,
         my.qpn,
         my.psn,
         show(my.gid)
     )
     .map_err(e("output"))?;
+    let ud = args.ud;
     let connect = |dev: &mut UdpDevice, rem: &Dest| -> Result<(), PingpongError> {
         let c = dev.core();
+        if ud {
+            return c
+                .modify_qp(
+                    qpn,
+                    &QpAttr {
+                        state: Some(QpState::Rts),
+                        sq_psn: Some(Psn::new(my.psn)),
+                        ..QpAttr::default()
+                    },
+                )
+                .map_err(e("modify QP to RTS"));
+        }
         c.modify_qp(
             qpn,
             &QpAttr {
@@ -267,7 +309,7 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     };
     writeln!(
         out,
-        "  remote address: LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}, GID {}",
+        "  remote address: LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}{sep} GID {}",
         rem.lid,
         rem.qpn,
         rem.psn,
@@ -275,16 +317,30 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     )
     .map_err(e("output"))?;
 
-    let send = SendWr::new(
+    let mut send = SendWr::new(
         SEND_ID,
         WrOpcode::Send,
         Some(Sge {
-            addr: BUF,
+            addr: BUF + u64::from(grh),
             length: size,
             lkey: mr.lkey,
         }),
         SendFlags::SIGNALED,
     );
+    if ud {
+        send.ud = Some(rxe_transport::UdDest {
+            ah: AddressVector {
+                sgid: local_ip,
+                dgid: rxe_wire::cma::ip_of(rem.gid),
+                hop_limit: 1,
+                traffic_class: 0,
+                flow_label: 0,
+                udp_sport: None,
+            },
+            remote_qpn: Qpn::new(rem.qpn),
+            remote_qkey: rxe_wire::QKey(UD_QKEY),
+        });
+    }
     let mut pending = RECV_ID;
     if args.server.is_some() {
         dev.core()

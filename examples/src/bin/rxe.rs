@@ -3,7 +3,7 @@
 //! - `rxe demo`: two Soft-RoCE devices on loopback run rping and perftest-style READ/WRITE/SEND
 //!   measurements, printed like those tools.
 //! - `rxe rping -s|-c -a ADDR [-p PORT] [-C N] [-S SIZE] [-v] [-V]`: rdma-core's rping.
-//! - `rxe ibv_rc_pingpong [SERVER]`: rdma-core's ibv_rc_pingpong.
+//! - `rxe ibv_rc_pingpong [SERVER]`, `rxe ibv_ud_pingpong [SERVER]`: rdma-core's examples.
 //! - `rxe dump FILE`: one line per RoCEv2 frame of a pcap/pcapng capture; exit status 0 only if
 //!   every RoCE frame parsed and its ICRC verified.
 //! - `rxe samples -o FILE`: write a pcap of frames emitted by rxe-wire (every opcode, IPv4 and
@@ -79,6 +79,39 @@ enum Command {
         port: u16,
         /// Message size.
         #[arg(short = 's', long, default_value_t = 4096)]
+        size: u32,
+        /// Path MTU.
+        #[arg(short = 'm', long, default_value_t = 1024)]
+        mtu: u32,
+        /// Receives posted at a time.
+        #[arg(short = 'r', long = "rx-depth", default_value_t = 500)]
+        rx_depth: u32,
+        /// Exchanges.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        iters: u32,
+        /// GID index (accepted for compatibility; the device has one GID, its address).
+        #[arg(short = 'g', long = "gid-idx")]
+        gid_idx: Option<u32>,
+        /// This device's address (a server must give it).
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        /// RoCEv2 UDP port of this device and the peer.
+        #[arg(long, default_value_t = 4791)]
+        udp_port: u16,
+        /// Seconds without progress before giving up.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// ibv_ud_pingpong (rdma-core's, same TCP exchange and wire) on a userspace device.
+    #[command(name = "ibv_ud_pingpong")]
+    UdPingpong {
+        /// The server; none: be the server.
+        server: Option<std::net::IpAddr>,
+        /// TCP port of the address exchange.
+        #[arg(short = 'p', long, default_value_t = 18515)]
+        port: u16,
+        /// Message size.
+        #[arg(short = 's', long, default_value_t = 2048)]
         size: u32,
         /// Path MTU.
         #[arg(short = 'm', long, default_value_t = 1024)]
@@ -188,6 +221,7 @@ fn main() -> ExitCode {
             timeout,
         } => {
             let args = pingpong::PingpongArgs {
+                ud: false,
                 server,
                 port,
                 size,
@@ -204,6 +238,40 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("rxe ibv_rc_pingpong: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::UdPingpong {
+            server,
+            port,
+            size,
+            mtu,
+            rx_depth,
+            iters,
+            gid_idx: _,
+            bind,
+            udp_port,
+            timeout,
+        } => {
+            let args = pingpong::PingpongArgs {
+                ud: true,
+                server,
+                port,
+                size,
+                mtu,
+                rx_depth,
+                iters: iters.max(1),
+                bind,
+                udp_port,
+                timeout: std::time::Duration::from_secs(timeout.max(1)),
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match pingpong::run(&args, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rxe ibv_ud_pingpong: {e}");
                     ExitCode::from(1)
                 }
             }
