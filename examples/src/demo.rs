@@ -38,7 +38,7 @@ fn err<T: std::fmt::Display>(what: &str) -> impl FnOnce(T) -> DemoError + '_ {
 }
 
 /// Settings of the demo.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DemoConfig {
     /// UDP port of both devices.
     pub port: u16,
@@ -46,6 +46,8 @@ pub struct DemoConfig {
     pub rping_count: u32,
     /// Iterations of each measurement.
     pub iters: u32,
+    /// Record the client device's packets of the rping run in this pcap.
+    pub pcap: Option<std::path::PathBuf>,
 }
 
 impl Default for DemoConfig {
@@ -54,6 +56,7 @@ impl Default for DemoConfig {
             port: 4791,
             rping_count: 10,
             iters: 1000,
+            pcap: None,
         }
     }
 }
@@ -230,6 +233,9 @@ fn sge(key: u32, addr: u64, len: u32) -> Option<Sge> {
 /// data there and says "go ahead"; `-V` compares. Returns the lines rping -v prints.
 pub fn rping(cfg: &DemoConfig, out: &mut String) -> Result<(), DemoError> {
     let mut p = connect(cfg, 7174, 1)?;
+    if let Some(path) = &cfg.pcap {
+        p.a.dev.tap(path).map_err(err("pcap"))?;
+    }
     let size: usize = 64;
     // Client: start buffer at BUF, sink at BUF + 4096, info messages at BUF + 8192.
     // Server: rdma buffer at BUF, info at BUF + 8192, received info at BUF + 12288.
@@ -354,6 +360,7 @@ pub fn rping(cfg: &DemoConfig, out: &mut String) -> Result<(), DemoError> {
         let text = String::from_utf8_lossy(&m[k0..k0 + size - 1]).into_owned();
         let _ = writeln!(out, "ping data: {text}");
     }
+    p.a.dev.flush_tap().map_err(err("pcap"))?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ fn the_demo_runs_rping_and_the_measurements_on_loopback() {
         port: 30000 + (std::process::id() % 20000) as u16,
         rping_count: 5,
         iters: 50,
+        pcap: None,
     };
     let out = run(&cfg).unwrap_or_else(|e| panic!("demo failed: {e}"));
     let pings: Vec<&str> = out
@@ -73,4 +74,40 @@ fn rping_client_and_server_in_two_threads_over_loopback() {
         server.ends_with("server DISCONNECT EVENT... (20 pings)\n"),
         "{server}"
     );
+}
+
+#[test]
+fn the_pcap_tap_records_both_directions_and_every_icrc_verifies() {
+    use rxe_examples::{capture, dump};
+    let dir = std::env::temp_dir().join(format!("rxe-tap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rping.pcap");
+    let cfg = DemoConfig {
+        port: 20000 + (std::process::id() % 10000) as u16,
+        rping_count: 3,
+        iters: 5,
+        pcap: Some(path.clone()),
+    };
+    run(&cfg).unwrap_or_else(|e| panic!("demo failed: {e}"));
+    let frames = capture::read_file(&path).expect("the tap wrote a readable pcap");
+    let mut text = Vec::new();
+    let summary = dump::dump(&frames, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(summary.is_clean(), "{text}");
+    // Per ping: the client's SEND (ACKed), the server's READ (answered), its go-ahead SEND (ACKed),
+    // the client's second SEND (ACKed), the server's WRITE (ACKed) and last go-ahead (ACKed).
+    assert_eq!(summary.roce, 3 * 12, "{text}");
+    assert_eq!(summary.icrc_ok, summary.roce);
+    // Sent frames and received ones (their IPv4 Identification solved) are both there.
+    assert!(text.contains("127.0.0.1:") && text.contains("> 127.0.0.1:4791"));
+    for op in [
+        "RC_SEND_ONLY",
+        "RC_RDMA_READ_REQUEST",
+        "RC_RDMA_READ_RESPONSE_ONLY",
+        "RC_RDMA_WRITE_ONLY",
+        "RC_ACKNOWLEDGE",
+    ] {
+        assert!(text.contains(op), "{op} missing:\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,6 +18,12 @@
 //! sends with that UDP source port instead of Linux's per-QP entropy ports. Devices on a port
 //! other than 4791 (several on one host) build and check their packets as if addressed to 4791.
 //!
+//! ## pcap tap
+//!
+//! `UdpDevice::tap(path)` records every packet the device sends and receives in a pcap, as the IP
+//! packet its ICRC covers (received ones with their headers rebuilt and the Identification as
+//! solved), in an Ethernet frame, so Wireshark and `rxe dump` decode it.
+//!
 //! ```no_run
 //! use rxe_user::{UdpDevice, UdpDeviceConfig};
 //!
@@ -27,6 +33,8 @@
 //! # let _ = pd;
 //! ```
 
+mod pcap_tap;
 mod udp_device;
 
+pub use pcap_tap::PcapTap;
 pub use udp_device::{UdpDevice, UdpDeviceConfig, UdpDeviceCounters};

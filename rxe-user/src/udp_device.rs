@@ -69,6 +69,7 @@ pub struct UdpDevice {
     rx_buf: Vec<u8>,
     tx_buf: Vec<u8>,
     counters: UdpDeviceCounters,
+    tap: Option<crate::PcapTap>,
 }
 
 /// Room before the UDP payload for the rebuilt IP and UDP headers.
@@ -114,6 +115,7 @@ impl UdpDevice {
             rx_buf: vec![0u8; HEADROOM + 65536],
             tx_buf: vec![0u8; 65536],
             counters: UdpDeviceCounters::default(),
+            tap: None,
         })
     }
 
@@ -125,6 +127,21 @@ impl UdpDevice {
     /// The socket's address (the device's GID and port).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Records every packet sent and received in a pcap at `path` from now on (see
+    /// [`PcapTap`](crate::PcapTap)).
+    pub fn tap(&mut self, path: &std::path::Path) -> io::Result<()> {
+        self.tap = Some(crate::PcapTap::create(path)?);
+        Ok(())
+    }
+
+    /// Writes out what the tap has buffered.
+    pub fn flush_tap(&mut self) -> io::Result<()> {
+        match self.tap.as_mut() {
+            Some(t) => t.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Socket-layer counters.
@@ -228,6 +245,9 @@ impl UdpDevice {
                 return Ok(true);
             }
         };
+        if let Some(t) = self.tap.as_mut() {
+            t.write(&self.rx_buf[start..payload_end])?;
+        }
         let now = self.now();
         self.core
             .handle_packet(now, &self.rx_buf[start..payload_end]);
@@ -240,6 +260,9 @@ impl UdpDevice {
         while let Some(n) = self.core.poll_transmit(now, &mut self.tx_buf) {
             any = true;
             let pkt = &self.tx_buf[..n];
+            if let Some(t) = self.tap.as_mut() {
+                t.write(pkt)?;
+            }
             let (dst, hdr) = match pkt[0] >> 4 {
                 4 => (
                     IpAddr::V4([pkt[16], pkt[17], pkt[18], pkt[19]].into()),

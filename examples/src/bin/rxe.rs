@@ -35,6 +35,9 @@ enum Command {
         /// rping iterations.
         #[arg(short = 'C', long, default_value_t = 10)]
         count: u32,
+        /// Write the client device's packets of the rping run to this pcap.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
     },
     /// rping (rdma-core's rping, same exchange on the wire) on a userspace device.
     Rping {
@@ -154,11 +157,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { port, iters, count } => {
+        Command::Demo {
+            port,
+            iters,
+            count,
+            pcap,
+        } => {
             let cfg = demo::DemoConfig {
                 port,
                 rping_count: count,
                 iters: iters.max(1),
+                pcap,
             };
             match demo::run(&cfg) {
                 Ok(text) => {
