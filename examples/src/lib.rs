@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod demo;
 pub mod dump;
+pub mod perftest;
 pub mod pingpong;
 pub mod rping;
 pub mod samples;

@@ -4,6 +4,9 @@
 //!   measurements, printed like those tools.
 //! - `rxe rping -s|-c -a ADDR [-p PORT] [-C N] [-S SIZE] [-v] [-V]`: rdma-core's rping.
 //! - `rxe ibv_rc_pingpong [SERVER]`, `rxe ibv_ud_pingpong [SERVER]`: rdma-core's examples.
+//! - `rxe ib_read_bw`, `ib_read_lat`, `ib_write_bw`, `ib_write_lat`, `ib_send_bw`, `ib_send_lat`,
+//!   `ib_atomic_bw` `[SERVER] [-s SIZE] [-n ITERS] [-a] [-m MTU] [-t DEPTH] [--report_gbits]`:
+//!   perftest's tools, interoperating with the real ones.
 //! - `rxe dump FILE`: one line per RoCEv2 frame of a pcap/pcapng capture; exit status 0 only if
 //!   every RoCE frame parsed and its ICRC verified.
 //! - `rxe samples -o FILE`: write a pcap of frames emitted by rxe-wire (every opcode, IPv4 and
@@ -13,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rxe_examples::{capture, demo, dump, pingpong, rping, samples};
+use rxe_examples::{capture, demo, dump, perftest, pingpong, rping, samples};
 
 #[derive(Parser)]
 #[command(name = "rxe", version, about = "Soft-RoCE (RoCEv2) in Rust: tools")]
@@ -138,6 +141,27 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// ib_read_bw (perftest's, same TCP exchange and wire) on a userspace device.
+    #[command(name = "ib_read_bw")]
+    ReadBw(PerftestOpts),
+    /// ib_read_lat (perftest's) on a userspace device.
+    #[command(name = "ib_read_lat")]
+    ReadLat(PerftestOpts),
+    /// ib_write_bw (perftest's) on a userspace device.
+    #[command(name = "ib_write_bw")]
+    WriteBw(PerftestOpts),
+    /// ib_write_lat (perftest's) on a userspace device.
+    #[command(name = "ib_write_lat")]
+    WriteLat(PerftestOpts),
+    /// ib_send_bw (perftest's) on a userspace device.
+    #[command(name = "ib_send_bw")]
+    SendBw(PerftestOpts),
+    /// ib_send_lat (perftest's) on a userspace device.
+    #[command(name = "ib_send_lat")]
+    SendLat(PerftestOpts),
+    /// ib_atomic_bw (perftest's, FETCH_AND_ADD) on a userspace device.
+    #[command(name = "ib_atomic_bw")]
+    AtomicBw(PerftestOpts),
     /// Print one line per RoCEv2 frame of a pcap or pcapng file and verify every ICRC.
     Dump {
         /// Capture file (Ethernet, raw IP or Linux cooked link type).
@@ -154,9 +178,101 @@ enum Command {
     },
 }
 
+/// perftest's flags.
+#[derive(clap::Args)]
+struct PerftestOpts {
+    /// The server; none: be the server.
+    server: Option<std::net::IpAddr>,
+    /// TCP port of the out-of-band exchange.
+    #[arg(short = 'p', long, default_value_t = 18515)]
+    port: u16,
+    /// Message size (default 65536 for BW tests, 2 for latency tests, 8 for atomics).
+    #[arg(short = 's', long)]
+    size: Option<u64>,
+    /// Run every size from 2 to 2^23.
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Iterations (default 1000; 5000 for ib_write_bw).
+    #[arg(short = 'n', long)]
+    iters: Option<u64>,
+    /// Path MTU in bytes (default 1024).
+    #[arg(short = 'm', long)]
+    mtu: Option<u32>,
+    /// Device name (printed).
+    #[arg(short = 'd', long = "ib-dev", default_value = "rxe0")]
+    device: String,
+    /// GID index (printed; the device has one GID, its address).
+    #[arg(short = 'x', long = "gid-index", default_value_t = 1)]
+    gid_index: i32,
+    /// Send queue depth (default 128 for BW tests, 1 for latency tests).
+    #[arg(short = 't', long = "tx-depth")]
+    tx_depth: Option<u32>,
+    /// QPs (only 1 so far).
+    #[arg(short = 'q', long = "qp", default_value_t = 1)]
+    qps: u32,
+    /// Bidirectional (not yet).
+    #[arg(short = 'b', long)]
+    bidirectional: bool,
+    /// Don't fail on CPU frequency differences (accepted; there is no such check here).
+    #[arg(short = 'F', long = "CPU-freq")]
+    cpu_freq: bool,
+    /// Report bandwidth in Gb/s.
+    #[arg(long = "report_gbits")]
+    report_gbits: bool,
+    /// This device's address (default: the route to the server; a server uses the address the
+    /// client reached it on).
+    #[arg(long)]
+    bind: Option<std::net::IpAddr>,
+    /// RoCEv2 UDP port of this device and the peer.
+    #[arg(long, default_value_t = 4791)]
+    udp_port: u16,
+    /// Seconds without progress before giving up.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+fn perftest_main(test: perftest::Test, o: PerftestOpts) -> ExitCode {
+    let args = perftest::PerftestArgs {
+        test,
+        server: o.server,
+        port: o.port,
+        size: o.size,
+        all: o.all,
+        iters: o.iters,
+        mtu: o.mtu,
+        tx_depth: o.tx_depth,
+        qps: o.qps,
+        bidirectional: o.bidirectional,
+        report_gbits: o.report_gbits,
+        device: o.device,
+        gid_index: o.gid_index,
+        bind: o.bind,
+        udp_port: o.udp_port,
+        timeout: std::time::Duration::from_secs(o.timeout.max(1)),
+    };
+    let _ = o.cpu_freq;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match perftest::run(&args, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = std::io::Write::flush(&mut out);
+            eprintln!("rxe {}: {e}", test.name());
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::ReadBw(o) => perftest_main(perftest::Test::ReadBw, o),
+        Command::ReadLat(o) => perftest_main(perftest::Test::ReadLat, o),
+        Command::WriteBw(o) => perftest_main(perftest::Test::WriteBw, o),
+        Command::WriteLat(o) => perftest_main(perftest::Test::WriteLat, o),
+        Command::SendBw(o) => perftest_main(perftest::Test::SendBw, o),
+        Command::SendLat(o) => perftest_main(perftest::Test::SendLat, o),
+        Command::AtomicBw(o) => perftest_main(perftest::Test::AtomicBw, o),
         Command::Demo {
             port,
             iters,

@@ -1,0 +1,999 @@
+//! One perftest run: device and buffer, the exchange, the QP's attributes, the traffic of the
+//! test (`perftest_resources.c`: `run_iter_bw`, `run_iter_bw_server`, `run_iter_lat`,
+//! `run_iter_lat_write`, `run_iter_lat_send`) and the reports.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use rxe_transport::device::{CqId, QpInit};
+use rxe_transport::qp::MAX_RD_ATOMIC;
+use rxe_transport::{
+    Access, AddressVector, Mtu, QpAttr, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge,
+    WcStatus, WrOpcode,
+};
+use rxe_user::{UdpDevice, UdpDeviceConfig};
+use rxe_wire::{Psn, Qpn, Rkey};
+
+use super::exchange::{BwReport, KeyMsg, Oob};
+use super::report::{self, RESULT_LINE};
+
+/// Which perftest tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    /// `ib_read_bw`.
+    ReadBw,
+    /// `ib_read_lat`.
+    ReadLat,
+    /// `ib_write_bw`.
+    WriteBw,
+    /// `ib_write_lat`.
+    WriteLat,
+    /// `ib_send_bw`.
+    SendBw,
+    /// `ib_send_lat`.
+    SendLat,
+    /// `ib_atomic_bw` (FETCH_AND_ADD).
+    AtomicBw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Read,
+    Write,
+    Send,
+    Atomic,
+}
+
+impl Test {
+    /// The tool's name, e.g. `ib_read_bw`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Test::ReadBw => "ib_read_bw",
+            Test::ReadLat => "ib_read_lat",
+            Test::WriteBw => "ib_write_bw",
+            Test::WriteLat => "ib_write_lat",
+            Test::SendBw => "ib_send_bw",
+            Test::SendLat => "ib_send_lat",
+            Test::AtomicBw => "ib_atomic_bw",
+        }
+    }
+
+    fn verb(self) -> Verb {
+        match self {
+            Test::ReadBw | Test::ReadLat => Verb::Read,
+            Test::WriteBw | Test::WriteLat => Verb::Write,
+            Test::SendBw | Test::SendLat => Verb::Send,
+            Test::AtomicBw => Verb::Atomic,
+        }
+    }
+
+    fn is_bw(self) -> bool {
+        matches!(
+            self,
+            Test::ReadBw | Test::WriteBw | Test::SendBw | Test::AtomicBw
+        )
+    }
+
+    /// BW tests in which only the client measures and hands its report to the server.
+    fn one_sided_bw(self) -> bool {
+        matches!(self, Test::ReadBw | Test::WriteBw | Test::AtomicBw)
+    }
+
+    fn title(self) -> String {
+        let verb = match self.verb() {
+            Verb::Read => "RDMA_Read",
+            Verb::Write => "RDMA_Write",
+            Verb::Send => "Send",
+            Verb::Atomic => "Atomic FETCH_AND_ADD",
+        };
+        let kind = if self.is_bw() { "BW" } else { "Latency" };
+        format!("{verb} {kind} Test")
+    }
+
+    fn default_size(self) -> u64 {
+        match self {
+            Test::AtomicBw => 8,
+            t if t.is_bw() => 65536,
+            _ => 2,
+        }
+    }
+
+    fn default_iters(self) -> u64 {
+        if self == Test::WriteBw {
+            5000
+        } else {
+            1000
+        }
+    }
+}
+
+/// perftest's options (those this implementation takes).
+#[derive(Debug, Clone)]
+pub struct PerftestArgs {
+    /// The tool.
+    pub test: Test,
+    /// The server to connect to; `None`: be the server.
+    pub server: Option<IpAddr>,
+    /// `-p`: TCP port of the exchange (18515).
+    pub port: u16,
+    /// `-s`: message size (default: 65536 for BW, 2 for latency, 8 for atomic).
+    pub size: Option<u64>,
+    /// `-a`: every size from 2 to 2^23.
+    pub all: bool,
+    /// `-n`: iterations (default 1000; 5000 for ib_write_bw).
+    pub iters: Option<u64>,
+    /// `-m`: path MTU in bytes (default: the device's active MTU, 1024).
+    pub mtu: Option<u32>,
+    /// `-t`: send queue depth (default 128 for BW, 1 for latency).
+    pub tx_depth: Option<u32>,
+    /// `-q`: QPs (only 1 so far).
+    pub qps: u32,
+    /// `-b`: bidirectional (not yet).
+    pub bidirectional: bool,
+    /// `--report_gbits`.
+    pub report_gbits: bool,
+    /// `-d`: the device name printed (rxe0).
+    pub device: String,
+    /// `-x`: GID index printed (the GID is always the device's address).
+    pub gid_index: i32,
+    /// This device's address (default: the route to the server; a server takes the address
+    /// the client reached it on).
+    pub bind: Option<IpAddr>,
+    /// RoCEv2 UDP port of this device and the peer.
+    pub udp_port: u16,
+    /// Give up when nothing happens for this long.
+    pub timeout: Duration,
+}
+
+impl PerftestArgs {
+    /// perftest's defaults for `test`, as a server.
+    pub fn new(test: Test) -> PerftestArgs {
+        PerftestArgs {
+            test,
+            server: None,
+            port: 18515,
+            size: None,
+            all: false,
+            iters: None,
+            mtu: None,
+            tx_depth: None,
+            qps: 1,
+            bidirectional: false,
+            report_gbits: false,
+            device: "rxe0".into(),
+            gid_index: 1,
+            bind: None,
+            udp_port: 4791,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What went wrong, in one line.
+#[derive(Debug)]
+pub struct PerftestError(pub String);
+
+impl std::fmt::Display for PerftestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn e<T: std::fmt::Display>(what: &'static str) -> impl Fn(T) -> PerftestError {
+    move |x| PerftestError(format!("{what}: {x}"))
+}
+
+/// Where our buffer lives in the device's address space (any address works; this one looks
+/// like a Linux user address, as perftest's would).
+const BUF: u64 = 0x5600_0000_0000;
+const CYCLE_BUFFER: u64 = 4096;
+const CACHE_LINE: u64 = 64;
+const RX_DEPTH: u64 = 512;
+
+fn mtu_enum(m: Mtu) -> u8 {
+    match m {
+        Mtu::M256 => 1,
+        Mtu::M512 => 2,
+        Mtu::M1024 => 3,
+        Mtu::M2048 => 4,
+        Mtu::M4096 => 5,
+    }
+}
+
+fn mtu_from_enum(v: u8) -> Mtu {
+    match v {
+        1 => Mtu::M256,
+        2 => Mtu::M512,
+        4 => Mtu::M2048,
+        5 => Mtu::M4096,
+        _ => Mtu::M1024,
+    }
+}
+
+/// The RDMA side of a run: device, CQs, QP, buffer.
+struct Rdma {
+    dev: UdpDevice,
+    qpn: Qpn,
+    scq: CqId,
+    rcq: CqId,
+    lkey: u32,
+    /// Size of each half of the buffer (`BUFF_SIZE`).
+    half: u64,
+    timeout: Duration,
+    server: bool,
+}
+
+impl Rdma {
+    fn pump(&mut self) -> Result<bool, String> {
+        self.dev.progress().map_err(|x| format!("device: {x}"))
+    }
+
+    /// Waits for one completion on `cq`; an error status ends the run.
+    fn wait_wc(
+        &mut self,
+        cq: CqId,
+        what: &str,
+    ) -> Result<rxe_transport::WorkCompletion, PerftestError> {
+        let mut last = Instant::now();
+        loop {
+            if let Some(wc) = self.dev.core().poll_cq(cq) {
+                return check(wc, self.server);
+            }
+            if self.dev.progress().map_err(e("device"))? {
+                last = Instant::now();
+            } else if last.elapsed() > self.timeout {
+                return Err(PerftestError(format!(
+                    "no {what} in {:?}: is the peer still there?",
+                    self.timeout
+                )));
+            }
+        }
+    }
+
+    fn recv_wr(&self, size: u64) -> RecvWr {
+        RecvWr::new(
+            0,
+            Sge {
+                addr: BUF + self.half,
+                length: size as u32,
+                lkey: self.lkey,
+            },
+        )
+    }
+}
+
+fn check(
+    wc: rxe_transport::WorkCompletion,
+    server: bool,
+) -> Result<rxe_transport::WorkCompletion, PerftestError> {
+    if wc.status == WcStatus::Success {
+        return Ok(wc);
+    }
+    Err(PerftestError(format!(
+        "Completion with error at {}: Failed status {}: wr_id {} syndrom 0x{:x}",
+        if server { "server" } else { "client" },
+        wc.status.as_str(),
+        wc.wr_id,
+        wc.status as u32
+    )))
+}
+
+fn now_ns(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}
+
+/// Runs one perftest tool; what it prints goes to `out`.
+pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestError> {
+    let t = args.test;
+    if args.qps != 1 {
+        return Err(PerftestError(
+            "-q: only one QP per run is supported so far".into(),
+        ));
+    }
+    if args.bidirectional {
+        return Err(PerftestError(
+            "-b: bidirectional runs are not supported yet".into(),
+        ));
+    }
+    if args.all && matches!(t, Test::SendLat | Test::WriteLat | Test::SendBw) {
+        return Err(PerftestError(format!(
+            "-a is not supported by {} yet (it is by ib_read_bw, ib_write_bw, ib_atomic_bw and ib_read_lat)",
+            t.name()
+        )));
+    }
+    let size = match (t, args.size) {
+        (Test::AtomicBw, Some(s)) if s != 8 => {
+            return Err(PerftestError("atomic operations are 8 bytes (-s 8)".into()))
+        }
+        (_, Some(0)) => return Err(PerftestError("-s: size must be at least 1".into())),
+        (_, Some(s)) if s > u64::from(u32::MAX) => {
+            return Err(PerftestError("-s: size must be below 4 GiB".into()))
+        }
+        (_, Some(s)) => s,
+        (_, None) => t.default_size(),
+    };
+    let sizes: Vec<u64> = if args.all && t != Test::AtomicBw {
+        (1..24).map(|i| 1u64 << i).collect()
+    } else {
+        vec![size]
+    };
+    let max_size = *sizes.iter().max().unwrap_or(&size);
+    let iters = args
+        .iters
+        .unwrap_or(t.default_iters())
+        .max(if t.is_bw() { 1 } else { 5 });
+    let tx_depth = u64::from(
+        args.tx_depth
+            .unwrap_or(if t.is_bw() { 128 } else { 1 })
+            .max(1),
+    )
+    .min(iters);
+    let mtu = match args.mtu {
+        None => Mtu::M1024,
+        Some(256) => Mtu::M256,
+        Some(512) => Mtu::M512,
+        Some(1024) => Mtu::M1024,
+        Some(2048) => Mtu::M2048,
+        Some(4096) => Mtu::M4096,
+        Some(_) => {
+            return Err(PerftestError(
+                "-m: MTU must be 256, 512, 1024, 2048 or 4096".into(),
+            ))
+        }
+    };
+    let client = args.server.is_some();
+
+    // The out-of-band connection first: a server learns its address from it.
+    let (sock, local_ip) = match args.server {
+        Some(peer) => {
+            let local = match args.bind {
+                Some(ip) => ip,
+                None => route_to(peer)?,
+            };
+            let s = connect_retry(SocketAddr::new(peer, args.port), args.timeout)?;
+            (s, local)
+        }
+        None => {
+            let any = match args.bind {
+                Some(ip) => ip,
+                None => IpAddr::from([0u8; 4]),
+            };
+            let l = TcpListener::bind(SocketAddr::new(any, args.port)).map_err(|x| {
+                PerftestError(format!("Couldn't listen to port {}: {x}", args.port))
+            })?;
+            let _ = writeln!(out, "\n************************************\n* Waiting for client to connect... *\n************************************");
+            let (s, _) = l.accept().map_err(e("accept"))?;
+            let ip = s.local_addr().map_err(e("accept"))?.ip();
+            (s, ip)
+        }
+    };
+    let mut oob = Oob::new(sock, client, args.timeout).map_err(e("exchange socket"))?;
+    let mtu = mtu_from_enum(oob.setup(mtu_enum(mtu)).map_err(e("exchange"))?);
+
+    let mut cfg = UdpDeviceConfig::new(SocketAddr::new(local_ip, args.udp_port));
+    cfg.mtu = mtu;
+    let mut dev = UdpDevice::open(cfg).map_err(|x| {
+        PerftestError(format!(
+            "cannot open the RoCE device on {local_ip}:{}: {x}",
+            args.udp_port
+        ))
+    })?;
+    let half = max_size.max(CYCLE_BUFFER).div_ceil(CACHE_LINE) * CACHE_LINE;
+    let c = dev.core();
+    let pd = c.alloc_pd();
+    let access = Access::LOCAL_WRITE
+        | match t.verb() {
+            Verb::Read => Access::REMOTE_READ,
+            Verb::Write | Verb::Send => Access::REMOTE_WRITE,
+            Verb::Atomic => Access::REMOTE_ATOMIC,
+        };
+    let mr = c
+        .reg_mr(pd, BUF, (2 * half) as usize, access)
+        .map_err(e("Couldn't allocate MR"))?;
+    if t != Test::WriteLat {
+        // perftest fills its buffer with random bytes (write_lat's stays zero: it polls it).
+        let mut x = 0x2545_f491_4f6c_dd1du64 ^ mr.rkey as u64;
+        if let Some(m) = c.mr_bytes_mut(mr.lkey) {
+            for b in m.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+        }
+    }
+    let scq = c.create_cq(tx_depth as usize + 1);
+    let rcq = c.create_cq(RX_DEPTH as usize + 1);
+    let qpn = c
+        .create_qp(&QpInit {
+            qp_type: QpType::Rc,
+            pd,
+            send_cq: scq,
+            recv_cq: rcq,
+        })
+        .map_err(e("Couldn't create QP"))?;
+    c.modify_qp(
+        qpn,
+        &QpAttr {
+            state: Some(QpState::Init),
+            pkey_index: Some(0),
+            port: Some(1),
+            access: Some(access),
+            ..QpAttr::default()
+        },
+    )
+    .map_err(e("Failed to modify QP to INIT"))?;
+    let reads = matches!(t.verb(), Verb::Read | Verb::Atomic);
+    let my = KeyMsg {
+        lid: 0,
+        out_reads: if reads { u16::from(MAX_RD_ATOMIC) } else { 1 },
+        qpn: qpn.value(),
+        psn: c.random_psn().value(),
+        rkey: if t.verb() == Verb::Send { 0 } else { mr.rkey },
+        vaddr: BUF + half,
+        gid: rxe_wire::cma::gid_of(local_ip),
+        srqn: 0,
+    };
+    let mut r = Rdma {
+        dev,
+        qpn,
+        scq,
+        rcq,
+        lkey: mr.lkey,
+        half,
+        timeout: args.timeout,
+        server: !client,
+    };
+
+    // K1: the keys.
+    let rem = oob
+        .keys(&my, &mut || r.pump())
+        .map_err(e("Failed to exchange data between server and clients"))?;
+    if my.gid.to_ipv4_mapped().is_some() != rem.gid.to_ipv4_mapped().is_some() {
+        return Err(PerftestError(
+            "The two sides' GIDs differ in kind (IPv4-mapped and IPv6)".into(),
+        ));
+    }
+    connect_qp(&mut r, &my, &rem, local_ip, mtu)?;
+    print_info(out, args, t, client, mtu, tx_depth);
+    let _ = writeln!(
+        out,
+        "{}",
+        my.describe(
+            "local",
+            reads && t.verb() == Verb::Read,
+            t.verb() != Verb::Send && t.verb() != Verb::Atomic
+        )
+    );
+    oob.keys(&my, &mut || r.pump())
+        .map_err(e("Failed to exchange data between server and clients"))?;
+    let _ = writeln!(
+        out,
+        "{}",
+        rem.describe(
+            "remote",
+            reads && t.verb() == Verb::Read,
+            t.verb() != Verb::Send && t.verb() != Verb::Atomic
+        )
+    );
+    oob.keys(&my, &mut || r.pump())
+        .map_err(e("Failed to exchange data between server and clients"))?;
+    if !t.one_sided_bw() {
+        if t.verb() == Verb::Send {
+            // Receives for the whole run (reposted as they complete).
+            let first = if t.is_bw() && client {
+                0
+            } else {
+                iters.min(RX_DEPTH)
+            };
+            for _ in 0..first {
+                let wr = r.recv_wr(size);
+                r.dev
+                    .core()
+                    .post_recv(qpn, wr)
+                    .map_err(e("Couldn't post receive"))?;
+            }
+        }
+        oob.keys(&my, &mut || r.pump())
+            .map_err(e("Failed to exchange data between server and clients"))?;
+    }
+    let _ = writeln!(out, "{RESULT_LINE}");
+    // ib_read_lat's server is passive and prints no table.
+    if t.is_bw() {
+        let _ = writeln!(out, "{}", report::bw_header(args.report_gbits));
+    } else if t != Test::ReadLat || client {
+        let _ = writeln!(out, "{}", report::lat_header());
+    }
+    let gbits = args.report_gbits;
+    let with_peak = iters <= 20000;
+    let mut last_report = BwReport::default();
+    match (t, client) {
+        (Test::ReadBw | Test::WriteBw | Test::AtomicBw, true) => {
+            for &s in &sizes {
+                let b = bw_client(&mut r, t, &rem, s, iters, tx_depth, with_peak, gbits)?;
+                let _ = writeln!(out, "{}", report::bw_row(s, iters, &b));
+                last_report = BwReport {
+                    size: s,
+                    iters,
+                    bw_peak: b.peak,
+                    bw_avg: b.avg,
+                    msg_rate: b.msg_rate,
+                };
+            }
+            let _ = writeln!(out, "{RESULT_LINE}");
+            oob.keys(&my, &mut || r.pump())
+                .map_err(e("Failed to exchange data between server and clients"))?;
+            oob.bw_report(&last_report, &mut || r.pump())
+                .map_err(e("Failed to exchange BW reports"))?;
+        }
+        (Test::ReadBw | Test::WriteBw | Test::AtomicBw, false) => {
+            // Passive: answer until the client reaches the barrier after its run.
+            oob.keys(&my, &mut || r.pump())
+                .map_err(e("Failed to exchange data between server and clients"))?;
+            let rep = oob
+                .bw_report(&last_report, &mut || r.pump())
+                .map_err(e("Failed to exchange BW reports"))?;
+            let b = report::Bw {
+                peak: rep.bw_peak,
+                avg: rep.bw_avg,
+                msg_rate: rep.msg_rate,
+            };
+            let _ = writeln!(out, "{}", report::bw_row(rep.size, rep.iters, &b));
+        }
+        (Test::SendBw, _) => {
+            let b = if client {
+                bw_client(&mut r, t, &rem, size, iters, tx_depth, with_peak, gbits)?
+            } else {
+                send_bw_server(&mut r, size, iters, gbits)?
+            };
+            let _ = writeln!(out, "{}", report::bw_row(size, iters, &b));
+        }
+        (Test::ReadLat, true) => {
+            for &s in &sizes {
+                let posted = read_lat_client(&mut r, &rem, s, iters)?;
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    report::lat_row(s, iters, &report::lat(&posted, 1))
+                );
+            }
+        }
+        (Test::ReadLat, false) => {}
+        (Test::WriteLat, _) => {
+            let posted = write_lat(&mut r, &rem, size, iters)?;
+            let _ = writeln!(
+                out,
+                "{}",
+                report::lat_row(size, iters, &report::lat(&posted, 2))
+            );
+        }
+        (Test::SendLat, _) => {
+            let posted = send_lat(&mut r, size, iters)?;
+            let _ = writeln!(
+                out,
+                "{}",
+                report::lat_row(size, iters, &report::lat(&posted, 2))
+            );
+        }
+    }
+    if t != Test::WriteLat {
+        // ctx_close_connection: one more barrier, then "done".
+        oob.keys(&my, &mut || r.pump())
+            .map_err(e("Failed to close connection between server and client"))?;
+        oob.close(&mut || r.pump());
+    }
+    let silent_end = (t.one_sided_bw() && client) || (t == Test::ReadLat && !client);
+    if !silent_end {
+        let _ = writeln!(out, "{RESULT_LINE}");
+    }
+    // Let the last ACKs go out.
+    let end = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < end {
+        let _ = r.dev.progress();
+    }
+    Ok(())
+}
+
+fn connect_qp(
+    r: &mut Rdma,
+    my: &KeyMsg,
+    rem: &KeyMsg,
+    local_ip: IpAddr,
+    mtu: Mtu,
+) -> Result<(), PerftestError> {
+    let c = r.dev.core();
+    c.modify_qp(
+        r.qpn,
+        &QpAttr {
+            state: Some(QpState::Rtr),
+            av: Some(AddressVector {
+                sgid: local_ip,
+                dgid: rxe_wire::cma::ip_of(rem.gid),
+                hop_limit: 0xff,
+                traffic_class: 0,
+                flow_label: 0,
+                udp_sport: None,
+            }),
+            path_mtu: Some(mtu),
+            dest_qp: Some(Qpn::new(rem.qpn)),
+            rq_psn: Some(Psn::new(rem.psn)),
+            max_dest_rd_atomic: Some(my.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8),
+            min_rnr_timer: Some(12),
+            ..QpAttr::default()
+        },
+    )
+    .map_err(e("Failed to modify QP to RTR"))?;
+    c.modify_qp(
+        r.qpn,
+        &QpAttr {
+            state: Some(QpState::Rts),
+            timeout: Some(14),
+            retry_cnt: Some(7),
+            rnr_retry: Some(7),
+            sq_psn: Some(Psn::new(my.psn)),
+            max_rd_atomic: Some(rem.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8),
+            ..QpAttr::default()
+        },
+    )
+    .map_err(e("Failed to modify QP to RTS"))
+}
+
+fn print_info(out: &mut impl Write, a: &PerftestArgs, t: Test, client: bool, mtu: Mtu, tx: u64) {
+    let _ = writeln!(out, "{RESULT_LINE}");
+    let _ = writeln!(out, "                    {}", t.title());
+    let _ = writeln!(
+        out,
+        " Dual-port       : OFF\t\tDevice         : {}",
+        a.device
+    );
+    let _ = writeln!(out, " Number of qps   : 1\t\tTransport type : IB");
+    let _ = writeln!(out, " Connection type : RC\t\tUsing SRQ      : OFF");
+    let _ = writeln!(out, " PCIe relax order: OFF");
+    let _ = writeln!(out, " ibv_wr* API     : OFF");
+    if client || !t.is_bw() {
+        let _ = writeln!(out, " TX depth        : {tx}");
+    }
+    if t.verb() == Verb::Send && (!client || !t.is_bw()) {
+        let _ = writeln!(out, " RX depth        : {}", RX_DEPTH);
+    }
+    if t.is_bw() {
+        let _ = writeln!(out, " CQ Moderation   : {}", tx.min(100));
+    }
+    let _ = writeln!(out, " Mtu             : {}[B]", mtu.bytes());
+    let _ = writeln!(out, " Link type       : Ethernet");
+    let _ = writeln!(out, " GID index       : {}", a.gid_index);
+    match t.verb() {
+        Verb::Read | Verb::Atomic => {
+            let _ = writeln!(out, " Outstand reads  : {MAX_RD_ATOMIC}");
+        }
+        _ => {
+            let _ = writeln!(out, " Max inline data : 0[B]");
+        }
+    }
+    let _ = writeln!(out, " rdma_cm QPs\t : OFF");
+    let _ = writeln!(out, " Data ex. method : Ethernet");
+    let _ = writeln!(out, "{RESULT_LINE}");
+}
+
+/// perftest's address step: `INC(size, 64)` within the cycle buffer when size ≤ half of it.
+fn offset(k: u64, size: u64) -> u64 {
+    let inc = size.div_ceil(CACHE_LINE) * CACHE_LINE;
+    if size <= CYCLE_BUFFER / 2 {
+        (k % (CYCLE_BUFFER / inc)) * inc
+    } else {
+        0
+    }
+}
+
+/// `run_iter_bw`: up to `tx_depth` outstanding, every `cq_mod`-th signaled (and the last).
+#[allow(clippy::too_many_arguments)]
+fn bw_client(
+    r: &mut Rdma,
+    t: Test,
+    rem: &KeyMsg,
+    size: u64,
+    iters: u64,
+    tx_depth: u64,
+    with_peak: bool,
+    gbits: bool,
+) -> Result<report::Bw, PerftestError> {
+    let cq_mod = tx_depth.min(100);
+    let n = iters as usize;
+    let mut posted_t = vec![0u64; n];
+    let mut done_t = vec![0u64; n];
+    let (mut posted, mut done) = (0u64, 0u64);
+    let base = Instant::now();
+    let mut last = Instant::now();
+    let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
+    while done < iters {
+        while posted < iters && posted - done < tx_depth {
+            let off = offset(posted, size);
+            let remote = Remote {
+                addr: rem.vaddr + off,
+                rkey: Rkey(rem.rkey),
+            };
+            let op = match t.verb() {
+                Verb::Read => WrOpcode::RdmaRead(remote),
+                Verb::Write => WrOpcode::RdmaWrite(remote),
+                Verb::Send => WrOpcode::Send,
+                Verb::Atomic => WrOpcode::AtomicFetchAdd { remote, add: 1 },
+            };
+            let signaled = (posted + 1) % cq_mod == 0 || posted + 1 == iters;
+            let wr = SendWr::new(
+                posted,
+                op,
+                Some(Sge {
+                    addr: BUF + off,
+                    length: size as u32,
+                    lkey,
+                }),
+                if signaled {
+                    SendFlags::SIGNALED
+                } else {
+                    SendFlags::empty()
+                },
+            );
+            posted_t[posted as usize] = now_ns(base);
+            r.dev
+                .core()
+                .post_send(qpn, wr)
+                .map_err(e("Couldn't post send"))?;
+            posted += 1;
+        }
+        if r.dev.progress().map_err(e("device"))? {
+            last = Instant::now();
+        }
+        while let Some(wc) = r.dev.core().poll_cq(scq) {
+            let wc = check(wc, false)?;
+            let now = now_ns(base);
+            let upto = wc.wr_id + 1;
+            for i in done..upto.min(iters) {
+                done_t[i as usize] = now;
+            }
+            done = done.max(upto);
+            last = Instant::now();
+        }
+        if last.elapsed() > r.timeout {
+            return Err(PerftestError(format!(
+                "no completion in {:?} ({done} of {iters} done): is the peer still there?",
+                r.timeout
+            )));
+        }
+    }
+    Ok(report::bw(
+        size,
+        &posted_t,
+        &done_t,
+        cq_mod as usize,
+        with_peak,
+        gbits,
+    ))
+}
+
+/// `run_iter_bw_server`: receive `iters` SENDs, reposting; BW from the first completion to the
+/// last (no peak, as perftest's server).
+fn send_bw_server(
+    r: &mut Rdma,
+    size: u64,
+    iters: u64,
+    gbits: bool,
+) -> Result<report::Bw, PerftestError> {
+    let mut posted = iters.min(RX_DEPTH);
+    let (mut first, mut lastc) = (None, 0u64);
+    let base = Instant::now();
+    let rcq = r.rcq;
+    for _ in 0..iters {
+        r.wait_wc(rcq, "message")?;
+        let now = now_ns(base);
+        first.get_or_insert(now);
+        lastc = now;
+        if posted < iters {
+            let wr = r.recv_wr(size);
+            let qpn = r.qpn;
+            r.dev
+                .core()
+                .post_recv(qpn, wr)
+                .map_err(e("Couldn't post receive"))?;
+            posted += 1;
+        }
+    }
+    let start = first.unwrap_or(0);
+    let b = report::bw(size, &[start], &[lastc.max(start + 1)], 1, false, gbits);
+    // report::bw counted one operation; scale to `iters`.
+    Ok(report::Bw {
+        peak: 0.0,
+        avg: b.avg * iters as f64,
+        msg_rate: b.msg_rate * iters as f64,
+    })
+}
+
+/// `run_iter_lat` for READ: one at a time; the post times are the samples.
+fn read_lat_client(
+    r: &mut Rdma,
+    rem: &KeyMsg,
+    size: u64,
+    iters: u64,
+) -> Result<Vec<u64>, PerftestError> {
+    let base = Instant::now();
+    let mut posted = Vec::with_capacity(iters as usize);
+    let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
+    for i in 0..iters {
+        let wr = SendWr::new(
+            i,
+            WrOpcode::RdmaRead(Remote {
+                addr: rem.vaddr,
+                rkey: Rkey(rem.rkey),
+            }),
+            Some(Sge {
+                addr: BUF,
+                length: size as u32,
+                lkey,
+            }),
+            SendFlags::SIGNALED,
+        );
+        posted.push(now_ns(base));
+        r.dev
+            .core()
+            .post_send(qpn, wr)
+            .map_err(e("Couldn't post send"))?;
+        r.wait_wc(scq, "READ completion")?;
+    }
+    Ok(posted)
+}
+
+/// `run_iter_lat_write`: each side WRITEs its buffer (whose last byte counts the iterations)
+/// into the peer's, and waits to see the peer's count arrive in its own; the server goes first.
+fn write_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, iters: u64) -> Result<Vec<u64>, PerftestError> {
+    let base = Instant::now();
+    let mut posted = Vec::with_capacity(iters as usize);
+    let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
+    let post_at = (size - 1) as usize;
+    let poll_at = (r.half + size - 1) as usize;
+    let (mut scnt, mut rcnt, mut ccnt) = (0u64, 0u64, 0u64);
+    while scnt < iters || rcnt < iters || ccnt < iters {
+        if rcnt < iters && !(scnt < 1 && r.server) {
+            rcnt += 1;
+            let want = rcnt as u8;
+            let mut last = Instant::now();
+            loop {
+                let seen = r
+                    .dev
+                    .core()
+                    .mr_bytes(lkey)
+                    .and_then(|m| m.get(poll_at).copied());
+                if seen == Some(want) {
+                    break;
+                }
+                if r.dev.progress().map_err(e("device"))? {
+                    last = Instant::now();
+                } else if last.elapsed() > r.timeout {
+                    return Err(PerftestError(format!(
+                        "no WRITE from the peer in {:?} (iteration {rcnt})",
+                        r.timeout
+                    )));
+                }
+            }
+        }
+        if scnt < iters {
+            posted.push(now_ns(base));
+            scnt += 1;
+            if let Some(b) = r
+                .dev
+                .core()
+                .mr_bytes_mut(lkey)
+                .and_then(|m| m.get_mut(post_at))
+            {
+                *b = scnt as u8;
+            }
+            let wr = SendWr::new(
+                scnt,
+                WrOpcode::RdmaWrite(Remote {
+                    addr: rem.vaddr,
+                    rkey: Rkey(rem.rkey),
+                }),
+                Some(Sge {
+                    addr: BUF,
+                    length: size as u32,
+                    lkey,
+                }),
+                SendFlags::SIGNALED,
+            );
+            r.dev
+                .core()
+                .post_send(qpn, wr)
+                .map_err(e("Couldn't post send"))?;
+        }
+        if ccnt < iters {
+            r.wait_wc(scq, "WRITE completion")?;
+            ccnt += 1;
+        }
+    }
+    Ok(posted)
+}
+
+/// `run_iter_lat_send`: SEND ping-pong, the client first; receives reposted as they complete.
+fn send_lat(r: &mut Rdma, size: u64, iters: u64) -> Result<Vec<u64>, PerftestError> {
+    let base = Instant::now();
+    let mut posted_t = Vec::with_capacity(iters as usize);
+    let (lkey, qpn, scq, rcq) = (r.lkey, r.qpn, r.scq, r.rcq);
+    let mut recv_posted = iters.min(RX_DEPTH);
+    let (mut scnt, mut rcnt) = (0u64, 0u64);
+    while scnt < iters || rcnt < iters {
+        // The client sends first.
+        if rcnt < iters && (scnt >= 1 || r.server) {
+            r.wait_wc(rcq, "message from the peer")?;
+            rcnt += 1;
+            if recv_posted < iters {
+                let wr = r.recv_wr(size);
+                r.dev
+                    .core()
+                    .post_recv(qpn, wr)
+                    .map_err(e("Couldn't post receive"))?;
+                recv_posted += 1;
+            }
+        }
+        if scnt < iters {
+            posted_t.push(now_ns(base));
+            scnt += 1;
+            let wr = SendWr::new(
+                scnt,
+                WrOpcode::Send,
+                Some(Sge {
+                    addr: BUF,
+                    length: size as u32,
+                    lkey,
+                }),
+                SendFlags::SIGNALED,
+            );
+            r.dev
+                .core()
+                .post_send(qpn, wr)
+                .map_err(e("Couldn't post send"))?;
+            r.wait_wc(scq, "SEND completion")?;
+        }
+    }
+    Ok(posted_t)
+}
+
+fn connect_retry(to: SocketAddr, timeout: Duration) -> Result<TcpStream, PerftestError> {
+    let end = Instant::now() + timeout;
+    loop {
+        match TcpStream::connect_timeout(&to, timeout) {
+            Ok(s) => return Ok(s),
+            Err(x) if Instant::now() < end && x.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(x) => return Err(PerftestError(format!("Couldn't connect to {to}: {x}"))),
+        }
+    }
+}
+
+fn route_to(peer: IpAddr) -> Result<IpAddr, PerftestError> {
+    let any: SocketAddr = if peer.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let s = UdpSocket::bind(any).map_err(e("route lookup"))?;
+    s.connect(SocketAddr::new(peer, 4791))
+        .map_err(e("no route to the server"))?;
+    Ok(s.local_addr().map_err(e("route lookup"))?.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_step_like_perftest() {
+        assert_eq!(offset(0, 64), 0);
+        assert_eq!(offset(1, 64), 64);
+        assert_eq!(offset(64, 64), 0);
+        assert_eq!(offset(1, 100), 128);
+        assert_eq!(offset(5, 4096), 0);
+        assert_eq!(offset(2, 2048), 0);
+        assert_eq!(offset(3, 2049), 0);
+        assert_eq!(offset(1, 2048), 2048);
+    }
+}

@@ -1,0 +1,165 @@
+//! `rxe ib_*` against each other over loopback: each of perftest's seven tools as server and
+//! client in two threads (two devices, 127.0.0.1 and 127.0.0.2), through the real TCP exchange;
+//! and their errors for bad flags and absent peers.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use rxe_examples::perftest::{run, PerftestArgs, Test};
+
+fn pair(test: Test, size: Option<u64>, iters: u64, all: bool, n: u16) -> (String, String) {
+    let port = 20000 + (std::process::id() % 5000) as u16 * 4 + n;
+    let mut srv = PerftestArgs::new(test);
+    srv.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+    srv.port = port;
+    srv.udp_port = port + 20000;
+    srv.size = size;
+    srv.iters = Some(iters);
+    srv.all = all;
+    srv.timeout = Duration::from_secs(20);
+    let mut cli = srv.clone();
+    cli.server = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+    cli.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    let s = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let r = run(&srv, &mut out);
+        (
+            r.map_err(|e| e.to_string()),
+            String::from_utf8_lossy(&out).into_owned(),
+        )
+    });
+    let mut out = Vec::new();
+    let r = run(&cli, &mut out);
+    let c = String::from_utf8_lossy(&out).into_owned();
+    let (sr, so) = s.join().unwrap();
+    r.unwrap_or_else(|e| panic!("{} client: {e}\n{c}", test.name()));
+    sr.unwrap_or_else(|e| panic!("{} server: {e}\n{so}", test.name()));
+    (so, c)
+}
+
+fn row(out: &str, size: u64, iters: u64) -> Option<Vec<f64>> {
+    out.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 5 && f[0] == size.to_string() && f[1] == iters.to_string())
+            .then(|| f[2..].iter().filter_map(|x| x.parse().ok()).collect())
+    })
+}
+
+#[test]
+fn one_sided_bw_tests_hand_the_clients_report_to_the_server() {
+    for (i, (t, size)) in [
+        (Test::ReadBw, 4096),
+        (Test::WriteBw, 65536),
+        (Test::AtomicBw, 8),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, c) = pair(t, Some(size), 300, false, i as u16);
+        let cr = row(&c, size, 300).unwrap_or_else(|| panic!("no row:\n{c}"));
+        let sr = row(&s, size, 300).unwrap_or_else(|| panic!("no row:\n{s}"));
+        assert_eq!(cr, sr, "the server prints the client's figures");
+        assert!(
+            cr[1] > 0.0 && cr[0] >= cr[1] * 0.99,
+            "peak ≥ average > 0: {cr:?}"
+        );
+        assert!(c.contains(&format!(
+            "                    {}",
+            match t {
+                Test::ReadBw => "RDMA_Read BW Test",
+                Test::WriteBw => "RDMA_Write BW Test",
+                _ => "Atomic FETCH_AND_ADD BW Test",
+            }
+        )));
+        assert!(
+            c.contains(" local address: LID 0000 QPN 0x")
+                && c.contains(" GID: 00:00:00:00:00:00:00:00:00:00:255:255:127:00:00:02")
+        );
+    }
+}
+
+#[test]
+fn send_bw_measures_on_both_sides() {
+    let (s, c) = pair(Test::SendBw, Some(65536), 200, false, 3);
+    let cr = row(&c, 65536, 200).unwrap();
+    let sr = row(&s, 65536, 200).unwrap();
+    assert!(cr[1] > 0.0 && sr[1] > 0.0);
+    assert_eq!(sr[0], 0.0, "perftest's server reports no peak");
+}
+
+#[test]
+fn latency_tests_report_perftests_columns() {
+    for (i, (t, size)) in [
+        (Test::ReadLat, 4096),
+        (Test::WriteLat, 64),
+        (Test::SendLat, 64),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, c) = pair(t, Some(size), 200, false, 100 + i as u16);
+        let cr = row(&c, size, 200).unwrap_or_else(|| panic!("no row:\n{c}"));
+        assert_eq!(cr.len(), 7, "{c}");
+        // min ≤ typical ≤ max, min ≤ avg, 99% ≤ 99.9% ≤ ... all positive.
+        assert!(
+            cr[0] > 0.0 && cr[0] <= cr[2] && cr[2] <= cr[1] && cr[0] <= cr[3],
+            "{cr:?}"
+        );
+        assert!(cr[5] <= cr[6], "{cr:?}");
+        if t == Test::ReadLat {
+            assert!(
+                row(&s, size, 200).is_none(),
+                "ib_read_lat's server is passive"
+            );
+        } else {
+            assert_eq!(row(&s, size, 200).map(|r| r.len()), Some(7), "{s}");
+        }
+    }
+}
+
+#[test]
+fn all_sizes_run_every_power_of_two() {
+    let (_, c) = pair(Test::ReadBw, None, 5, true, 200);
+    for i in 1..24 {
+        assert!(row(&c, 1 << i, 5).is_some(), "size {}:\n{c}", 1 << i);
+    }
+}
+
+#[test]
+fn bad_flags_and_absent_peers_are_one_line_errors() {
+    let mut a = PerftestArgs::new(Test::ReadBw);
+    a.qps = 2;
+    assert!(run(&a, &mut Vec::new()).unwrap_err().0.starts_with("-q"));
+    let mut a = PerftestArgs::new(Test::ReadBw);
+    a.mtu = Some(1000);
+    assert!(run(&a, &mut Vec::new()).unwrap_err().0.starts_with("-m"));
+    let mut a = PerftestArgs::new(Test::AtomicBw);
+    a.size = Some(16);
+    assert!(run(&a, &mut Vec::new()).unwrap_err().0.contains("8 bytes"));
+    let mut a = PerftestArgs::new(Test::SendLat);
+    a.all = true;
+    assert!(run(&a, &mut Vec::new()).unwrap_err().0.contains("-a"));
+    // Nobody listens: the client says so within its timeout.
+    let mut a = PerftestArgs::new(Test::ReadBw);
+    a.server = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    a.port = 1;
+    a.timeout = Duration::from_secs(1);
+    let e = run(&a, &mut Vec::new()).unwrap_err().0;
+    assert!(e.starts_with("Couldn't connect to 127.0.0.1:1"), "{e}");
+}
+
+#[test]
+fn a_client_whose_peer_vanishes_reports_it() {
+    // A "server" that accepts and closes at once, as a crashed perftest would.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || drop(l.accept()));
+    let mut a = PerftestArgs::new(Test::ReadLat);
+    a.server = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    a.port = port;
+    a.udp_port = port;
+    a.timeout = Duration::from_secs(2);
+    let e = run(&a, &mut Vec::new()).unwrap_err().0;
+    t.join().unwrap();
+    assert!(e.contains("exchange"), "{e}");
+}
