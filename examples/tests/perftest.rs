@@ -80,9 +80,9 @@ fn one_sided_bw_tests_hand_the_clients_report_to_the_server() {
 
 #[test]
 fn send_bw_measures_on_both_sides() {
-    let (s, c) = pair(Test::SendBw, Some(65536), 200, false, 3);
-    let cr = row(&c, 65536, 200).unwrap();
-    let sr = row(&s, 65536, 200).unwrap();
+    let (s, c) = pair(Test::SendBw, Some(65536), 600, false, 3);
+    let cr = row(&c, 65536, 600).unwrap();
+    let sr = row(&s, 65536, 600).unwrap();
     assert!(cr[1] > 0.0 && sr[1] > 0.0);
     assert_eq!(sr[0], 0.0, "perftest's server reports no peak");
 }
@@ -97,8 +97,8 @@ fn latency_tests_report_perftests_columns() {
     .into_iter()
     .enumerate()
     {
-        let (s, c) = pair(t, Some(size), 200, false, 100 + i as u16);
-        let cr = row(&c, size, 200).unwrap_or_else(|| panic!("no row:\n{c}"));
+        let (s, c) = pair(t, Some(size), 600, false, 100 + i as u16);
+        let cr = row(&c, size, 600).unwrap_or_else(|| panic!("no row:\n{c}"));
         assert_eq!(cr.len(), 7, "{c}");
         // min ≤ typical ≤ max, min ≤ avg, 99% ≤ 99.9% ≤ ... all positive.
         assert!(
@@ -108,11 +108,11 @@ fn latency_tests_report_perftests_columns() {
         assert!(cr[5] <= cr[6], "{cr:?}");
         if t == Test::ReadLat {
             assert!(
-                row(&s, size, 200).is_none(),
+                row(&s, size, 600).is_none(),
                 "ib_read_lat's server is passive"
             );
         } else {
-            assert_eq!(row(&s, size, 200).map(|r| r.len()), Some(7), "{s}");
+            assert_eq!(row(&s, size, 600).map(|r| r.len()), Some(7), "{s}");
         }
     }
 }

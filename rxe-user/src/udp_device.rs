@@ -27,7 +27,9 @@ pub struct UdpDeviceConfig {
 }
 
 impl UdpDeviceConfig {
-    /// Defaults for `bind`: peers on the same port, MTU 1024, seed from the clock.
+    /// Defaults for `bind`: peers on the same port, the active MTU that Linux rxe would give the
+    /// interface holding the address (4096 on loopback, 1024 on 1500-byte Ethernet, 1024 when
+    /// unknown), seed from the clock.
     pub fn new(bind: SocketAddr) -> UdpDeviceConfig {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -36,7 +38,7 @@ impl UdpDeviceConfig {
         UdpDeviceConfig {
             bind,
             peer_port: bind.port(),
-            mtu: Mtu::M1024,
+            mtu: crate::netdev::active_mtu(bind.ip()),
             seed,
         }
     }

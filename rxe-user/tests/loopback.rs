@@ -16,6 +16,9 @@ fn open(last: u8, port: u16) -> UdpDevice {
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port);
     let mut cfg = UdpDeviceConfig::new(addr);
     cfg.seed = u64::from(last) * 77;
+    // Loopback's default would be 4096; 1024 makes the 64 KiB transfers many packets.
+    assert_eq!(cfg.mtu, rxe_user::netdev::active_mtu(addr.ip()));
+    cfg.mtu = rxe_transport::Mtu::M1024;
     UdpDevice::open(cfg).expect("open")
 }
 

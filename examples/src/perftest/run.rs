@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use rxe_transport::device::{CqId, QpInit};
+use rxe_transport::device::{CqId, QpInit, QP_DEPTH};
 use rxe_transport::qp::MAX_RD_ATOMIC;
 use rxe_transport::{
     Access, AddressVector, Mtu, QpAttr, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge,
@@ -123,7 +123,8 @@ pub struct PerftestArgs {
     pub all: bool,
     /// `-n`: iterations (default 1000; 5000 for ib_write_bw).
     pub iters: Option<u64>,
-    /// `-m`: path MTU in bytes (default: the device's active MTU, 1024).
+    /// `-m`: path MTU in bytes (default: the port's active MTU: 4096 on loopback, 1024 on
+    /// 1500-byte Ethernet).
     pub mtu: Option<u32>,
     /// `-t`: send queue depth (default 128 for BW, 1 for latency).
     pub tx_depth: Option<u32>,
@@ -189,7 +190,8 @@ fn e<T: std::fmt::Display>(what: &'static str) -> impl Fn(T) -> PerftestError {
 const BUF: u64 = 0x5600_0000_0000;
 const CYCLE_BUFFER: u64 = 4096;
 const CACHE_LINE: u64 = 64;
-const RX_DEPTH: u64 = 512;
+/// Receives posted ahead (perftest's 512, capped at the device's queue depth).
+const RX_DEPTH: u64 = if QP_DEPTH < 512 { QP_DEPTH as u64 } else { 512 };
 
 fn mtu_enum(m: Mtu) -> u8 {
     match m {
@@ -329,13 +331,13 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             .max(1),
     )
     .min(iters);
-    let mtu = match args.mtu {
-        None => Mtu::M1024,
-        Some(256) => Mtu::M256,
-        Some(512) => Mtu::M512,
-        Some(1024) => Mtu::M1024,
-        Some(2048) => Mtu::M2048,
-        Some(4096) => Mtu::M4096,
+    let mtu_flag = match args.mtu {
+        None => None,
+        Some(256) => Some(Mtu::M256),
+        Some(512) => Some(Mtu::M512),
+        Some(1024) => Some(Mtu::M1024),
+        Some(2048) => Some(Mtu::M2048),
+        Some(4096) => Some(Mtu::M4096),
         Some(_) => {
             return Err(PerftestError(
                 "-m: MTU must be 256, 512, 1024, 2048 or 4096".into(),
@@ -368,6 +370,8 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             (s, ip)
         }
     };
+    // The port's active MTU, as Linux rxe derives it from the interface (loopback: 4096).
+    let mtu = mtu_flag.unwrap_or_else(|| rxe_user::netdev::active_mtu(local_ip));
     let mut oob = Oob::new(sock, client, args.timeout).map_err(e("exchange socket"))?;
     let mtu = mtu_from_enum(oob.setup(mtu_enum(mtu)).map_err(e("exchange"))?);
 

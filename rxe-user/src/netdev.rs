@@ -1,0 +1,101 @@
+//! The network device behind an address: its name and MTU, from which the device's active MTU
+//! follows as Linux rxe derives it (`rxe_set_mtu`: loopback's 65536 gives 4096, Ethernet's 1500
+//! gives 1024).
+
+use std::ffi::CStr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use rxe_transport::Mtu;
+
+/// The name of the interface that holds `ip` (`lo` for any loopback address).
+pub fn interface_of(ip: IpAddr) -> Option<String> {
+    if ip.is_loopback() {
+        return Some("lo".into());
+    }
+    interface_addresses()
+        .into_iter()
+        .find(|(_, a)| *a == ip)
+        .map(|(n, _)| n)
+}
+
+/// The MTU of the interface that holds `ip`, from sysfs.
+pub fn netdev_mtu(ip: IpAddr) -> Option<u32> {
+    let name = interface_of(ip)?;
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The active MTU a device bound to `ip` gets: from the interface's MTU, 1024 when unknown.
+pub fn active_mtu(ip: IpAddr) -> Mtu {
+    netdev_mtu(ip).map_or(Mtu::M1024, Mtu::for_netdev_mtu)
+}
+
+/// Every (interface name, address) pair, from `getifaddrs`.
+#[allow(unsafe_code)]
+fn interface_addresses() -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below with freeifaddrs; every pointer is checked
+    // for null before use and read only while the list lives.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && !ifa.ifa_name.is_null() {
+                let addr = match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                    }
+                    _ => None,
+                };
+                if let Some(a) = addr {
+                    let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
+                    out.push((name, a));
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_gets_4096_as_linux_rxe_would() {
+        assert_eq!(
+            interface_of("127.0.0.2".parse().unwrap()).as_deref(),
+            Some("lo")
+        );
+        // lo's MTU is 65536 unless someone changed it.
+        if netdev_mtu("127.0.0.1".parse().unwrap()) == Some(65536) {
+            assert_eq!(active_mtu("127.0.0.1".parse().unwrap()), Mtu::M4096);
+        }
+        // An address no interface holds: unknown, 1024.
+        assert_eq!(interface_of("192.0.2.77".parse().unwrap()), None);
+        assert_eq!(active_mtu("192.0.2.77".parse().unwrap()), Mtu::M1024);
+    }
+
+    #[test]
+    fn interfaces_list_loopback() {
+        assert!(interface_addresses()
+            .iter()
+            .any(|(n, a)| n == "lo" && *a == IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    }
+}
