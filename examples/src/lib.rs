@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod demo;
+pub mod devinfo;
 pub mod dump;
 pub mod perftest;
 pub mod pingpong;

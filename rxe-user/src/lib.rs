@@ -33,6 +33,7 @@
 //! # let _ = pd;
 //! ```
 
+mod batch_io;
 pub mod netdev;
 mod pcap_tap;
 mod udp_device;

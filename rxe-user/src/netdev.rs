@@ -33,9 +33,9 @@ pub fn active_mtu(ip: IpAddr) -> Mtu {
     netdev_mtu(ip).map_or(Mtu::M1024, Mtu::for_netdev_mtu)
 }
 
-/// Every (interface name, address) pair, from `getifaddrs`.
+/// Every (interface name, address) pair of this host, from `getifaddrs`.
 #[allow(unsafe_code)]
-fn interface_addresses() -> Vec<(String, IpAddr)> {
+pub fn interface_addresses() -> Vec<(String, IpAddr)> {
     let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills a list we free below with freeifaddrs; every pointer is checked

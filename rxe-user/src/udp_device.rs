@@ -24,6 +24,11 @@ pub struct UdpDeviceConfig {
     pub mtu: Mtu,
     /// Seeds keys, PSNs and CM IDs.
     pub seed: u64,
+    /// Send runs of equal-sized packets to one peer as one GSO `sendmsg`. On by default for
+    /// loopback peers only: when the kernel splits a GSO send it numbers the segments' IPv4
+    /// Identification from the first one's, which a Linux rxe peer's ICRC check would see
+    /// (receivers of this crate solve the Identification and don't mind).
+    pub gso: bool,
 }
 
 impl UdpDeviceConfig {
@@ -40,6 +45,7 @@ impl UdpDeviceConfig {
             peer_port: bind.port(),
             mtu: crate::netdev::active_mtu(bind.ip()),
             seed,
+            gso: bind.ip().is_loopback(),
         }
     }
 }
@@ -57,6 +63,10 @@ pub struct UdpDeviceCounters {
     pub rx_short: u64,
     /// Sends the kernel refused (would block, ...).
     pub tx_errors: u64,
+    /// `sendmsg` calls (one per datagram, or one per GSO run of datagrams).
+    pub tx_syscalls: u64,
+    /// Receive calls that returned data (one per datagram, or per GRO-coalesced run).
+    pub rx_syscalls: u64,
 }
 
 /// A Soft-RoCE device on a UDP socket.
@@ -70,6 +80,11 @@ pub struct UdpDevice {
     solvers: HashMap<usize, IdentSolver>,
     rx_buf: Vec<u8>,
     tx_buf: Vec<u8>,
+    /// UDP payloads of the GSO run being gathered, its destination and segment size.
+    batch: Vec<u8>,
+    batch_to: Option<SocketAddr>,
+    batch_seg: usize,
+    batch_count: usize,
     counters: UdpDeviceCounters,
     tap: Option<crate::PcapTap>,
 }
@@ -101,6 +116,8 @@ impl UdpDevice {
             // Best effort: bigger buffers absorb bursts of a window of packets.
             let _ = set_sockopt(&sock, libc::SOL_SOCKET, opt, 8 << 20);
         }
+        // Coalesced receive where the kernel offers it (every segment is handled on its own).
+        crate::batch_io::enable_gro(&sock);
         let bound = sock.local_addr()?;
         let mut dcfg = DeviceConfig::new(bound.ip(), cfg.seed);
         dcfg.port_mtu = cfg.mtu;
@@ -114,8 +131,12 @@ impl UdpDevice {
             cfg,
             epoch: StdInstant::now(),
             solvers: HashMap::new(),
-            rx_buf: vec![0u8; HEADROOM + 65536],
+            rx_buf: vec![0u8; HEADROOM + 65536 + 4096],
             tx_buf: vec![0u8; 65536],
+            batch: Vec::with_capacity(65536),
+            batch_to: None,
+            batch_seg: 0,
+            batch_count: 0,
             counters: UdpDeviceCounters::default(),
             tap: None,
         })
@@ -176,15 +197,31 @@ impl UdpDevice {
     }
 
     fn receive_one(&mut self) -> io::Result<bool> {
-        let (n, from) = match self.sock.recv_from(&mut self.rx_buf[HEADROOM..]) {
-            Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        };
+        let (n, from, segment) =
+            match crate::batch_io::recv_segments(&self.sock, &mut self.rx_buf[HEADROOM..]) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+        self.counters.rx_syscalls += 1;
+        // Each coalesced datagram in turn, in order: the headers rebuilt before datagram k
+        // overwrite the tail of datagram k - 1, which is done with by then.
+        let seg = segment.unwrap_or(n).max(1);
+        let mut off = 0;
+        while off < n {
+            let len = seg.min(n - off);
+            self.receive_datagram(HEADROOM + off, len, from)?;
+            off += len;
+        }
+        Ok(true)
+    }
+
+    /// Handles the datagram at `rx_buf[at..at + n]` (with room for headers before it).
+    fn receive_datagram(&mut self, at: usize, n: usize, from: SocketAddr) -> io::Result<()> {
         self.counters.rx += 1;
         if n < 12 + 4 {
             self.counters.rx_short += 1;
-            return Ok(true);
+            return Ok(());
         }
         let local = self.local;
         // The ICRC covers the UDP ports. On a port other than 4791 (only another rxe-user device
@@ -194,10 +231,10 @@ impl UdpDevice {
             dst_port: udp::ROCE_PORT,
             checksum: false,
         };
-        let payload_end = HEADROOM + n;
+        let payload_end = at + n;
         let start = match (from.ip(), local.ip()) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                let transport = &self.rx_buf[HEADROOM..payload_end - 4];
+                let transport = &self.rx_buf[at..payload_end - 4];
                 let icrc_bytes = &self.rx_buf[payload_end - 4..payload_end];
                 let icrc = u32::from_le_bytes([
                     icrc_bytes[0],
@@ -219,10 +256,10 @@ impl UdpDevice {
                     .or_insert_with(|| IdentSolver::new(transport.len()));
                 let Some(ident) = solver.solve(&ip, &udp_repr, transport, icrc) else {
                     self.counters.rx_icrc_unsolved += 1;
-                    return Ok(true);
+                    return Ok(());
                 };
                 ip.ident = ident;
-                let start = HEADROOM - ipv4::HEADER_LEN - udp::HEADER_LEN;
+                let start = at - ipv4::HEADER_LEN - udp::HEADER_LEN;
                 emit_headers(
                     &IpRepr::V4(ip),
                     &udp_repr,
@@ -239,12 +276,17 @@ impl UdpDevice {
                     flow_label: 0,
                     hop_limit: 64,
                 };
-                emit_headers(&IpRepr::V6(ip), &udp_repr, &mut self.rx_buf[..payload_end]);
-                0
+                let start = at - ipv6::HEADER_LEN - udp::HEADER_LEN;
+                emit_headers(
+                    &IpRepr::V6(ip),
+                    &udp_repr,
+                    &mut self.rx_buf[start..payload_end],
+                );
+                start
             }
             _ => {
                 self.counters.rx_short += 1;
-                return Ok(true);
+                return Ok(());
             }
         };
         if let Some(t) = self.tap.as_mut() {
@@ -253,7 +295,7 @@ impl UdpDevice {
         let now = self.now();
         self.core
             .handle_packet(now, &self.rx_buf[start..payload_end]);
-        Ok(true)
+        Ok(())
     }
 
     fn transmit(&mut self) -> io::Result<bool> {
@@ -277,12 +319,52 @@ impl UdpDevice {
                 }
             };
             let to = SocketAddr::new(dst, self.cfg.peer_port);
-            match self.sock.send_to(&pkt[hdr + udp::HEADER_LEN..], to) {
-                Ok(_) => self.counters.tx += 1,
-                Err(_) => self.counters.tx_errors += 1,
+            let payload_len = n - hdr - udp::HEADER_LEN;
+            if !self.cfg.gso {
+                self.send_one(hdr + udp::HEADER_LEN, n, to);
+                continue;
+            }
+            // Gather runs of equal-sized datagrams to one peer (a shorter one ends a run).
+            let fits = self.batch_to == Some(to)
+                && payload_len <= self.batch_seg
+                && self.batch.len() + payload_len <= crate::batch_io::MAX_GSO_BYTES
+                && self.batch_count < crate::batch_io::MAX_SEGMENTS;
+            if !fits {
+                self.flush_batch();
+                self.batch_to = Some(to);
+                self.batch_seg = payload_len;
+            }
+            self.batch
+                .extend_from_slice(&self.tx_buf[hdr + udp::HEADER_LEN..n]);
+            self.batch_count += 1;
+            if payload_len < self.batch_seg {
+                self.flush_batch();
             }
         }
+        self.flush_batch();
         Ok(any)
+    }
+
+    fn send_one(&mut self, from: usize, to_end: usize, to: SocketAddr) {
+        self.counters.tx_syscalls += 1;
+        match self.sock.send_to(&self.tx_buf[from..to_end], to) {
+            Ok(_) => self.counters.tx += 1,
+            Err(_) => self.counters.tx_errors += 1,
+        }
+    }
+
+    /// Sends the gathered run: one `sendmsg` with `UDP_SEGMENT` when it holds several.
+    fn flush_batch(&mut self) {
+        let Some(to) = self.batch_to.take() else {
+            return;
+        };
+        let count = std::mem::take(&mut self.batch_count) as u64;
+        self.counters.tx_syscalls += 1;
+        match crate::batch_io::send_segments(&self.sock, to, &self.batch, self.batch_seg) {
+            Ok(_) => self.counters.tx += count,
+            Err(_) => self.counters.tx_errors += count,
+        }
+        self.batch.clear();
     }
 }
 
@@ -297,9 +379,9 @@ fn emit_headers(ip: &IpRepr, udp_repr: &udp::Repr, packet: &mut [u8]) {
     let _ = udp_repr.emit(&mut packet[ip_len..], udp_len - udp::HEADER_LEN);
 }
 
-/// `setsockopt` with an int value: the crate's only `unsafe` (std has no API for these options).
+/// `setsockopt` with an int value (std has no API for these options).
 #[allow(unsafe_code)]
-fn set_sockopt(sock: &UdpSocket, level: i32, name: i32, value: i32) -> io::Result<()> {
+pub(crate) fn set_sockopt(sock: &UdpSocket, level: i32, name: i32, value: i32) -> io::Result<()> {
     let v: libc::c_int = value;
     // SAFETY: a valid socket and a pointer to a c_int of the size passed.
     let r = unsafe {

@@ -7,6 +7,8 @@
 //! - `rxe ib_read_bw`, `ib_read_lat`, `ib_write_bw`, `ib_write_lat`, `ib_send_bw`, `ib_send_lat`,
 //!   `ib_atomic_bw` `[SERVER] [-s SIZE] [-n ITERS] [-a] [-m MTU] [-t DEPTH] [--report_gbits]`:
 //!   perftest's tools, interoperating with the real ones.
+//! - `rxe devinfo [-a ADDR] [-v]`, `rxe status`: the device an address carries, and the host's
+//!   interfaces (like `ibv_devinfo -v` and `rxe_cfg status`).
 //! - `rxe dump FILE`: one line per RoCEv2 frame of a pcap/pcapng capture; exit status 0 only if
 //!   every RoCE frame parsed and its ICRC verified.
 //! - `rxe samples -o FILE`: write a pcap of frames emitted by rxe-wire (every opcode, IPv4 and
@@ -16,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rxe_examples::{capture, demo, dump, perftest, pingpong, rping, samples};
+use rxe_examples::{capture, demo, devinfo, dump, perftest, pingpong, rping, samples};
 
 #[derive(Parser)]
 #[command(name = "rxe", version, about = "Soft-RoCE (RoCEv2) in Rust: tools")]
@@ -162,6 +164,20 @@ enum Command {
     /// ib_atomic_bw (perftest's, FETCH_AND_ADD) on a userspace device.
     #[command(name = "ib_atomic_bw")]
     AtomicBw(PerftestOpts),
+    /// Describe the device a given address would carry (like ibv_devinfo).
+    Devinfo {
+        /// The device's address (its GID).
+        #[arg(short = 'a', long, default_value = "127.0.0.1")]
+        addr: std::net::IpAddr,
+        /// Its UDP port.
+        #[arg(long, default_value_t = 4791)]
+        udp_port: u16,
+        /// Also print the limits.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+    },
+    /// List this host's interfaces and the RoCE device each can carry (like rxe_cfg status).
+    Status,
     /// Print one line per RoCEv2 frame of a pcap or pcapng file and verify every ICRC.
     Dump {
         /// Capture file (Ethernet, raw IP or Linux cooked link type).
@@ -400,6 +416,24 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Devinfo {
+            addr,
+            udp_port,
+            verbose,
+        } => match devinfo::devinfo(addr, udp_port, verbose) {
+            Ok(t) => {
+                print!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rxe devinfo: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Status => {
+            print!("{}", devinfo::status());
+            ExitCode::SUCCESS
         }
         Command::Dump { file } => {
             let frames = match capture::read_file(&file) {
