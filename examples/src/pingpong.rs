@@ -352,7 +352,7 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     let (mut rcnt, mut scnt, mut routs) = (0u32, 0u32, rx_depth);
     let mut last = Instant::now();
     while rcnt < args.iters || scnt < args.iters {
-        if dev.progress().map_err(e("socket"))? {
+        if dev.progress_received().map_err(e("socket"))? {
             last = Instant::now();
         }
         while let Some(wc) = dev.core().poll_cq(cq) {

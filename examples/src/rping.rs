@@ -123,7 +123,7 @@ impl Rping {
     ) -> Result<T, RpingError> {
         let mut last = Instant::now();
         loop {
-            if self.dev.progress().map_err(e("socket"))? {
+            if self.dev.progress_received().map_err(e("socket"))? {
                 last = Instant::now();
             }
             if let Some(v) = f(self)? {

@@ -29,6 +29,9 @@ pub struct UdpDeviceConfig {
     /// Identification from the first one's, which a Linux rxe peer's ICRC check would see
     /// (receivers of this crate solve the Identification and don't mind).
     pub gso: bool,
+    /// A QP's `retry_cnt` of 7 retries forever (`true`, as Linux rxe) or seven times (`false`, as
+    /// the IBTA, so a vanished peer ends in `RETRY_EXC_ERR`).
+    pub retry_cnt_7_is_infinite: bool,
 }
 
 impl UdpDeviceConfig {
@@ -46,6 +49,7 @@ impl UdpDeviceConfig {
             mtu: crate::netdev::active_mtu(bind.ip()),
             seed,
             gso: bind.ip().is_loopback(),
+            retry_cnt_7_is_infinite: true,
         }
     }
 }
@@ -123,6 +127,7 @@ impl UdpDevice {
         dcfg.port_mtu = cfg.mtu;
         dcfg.udp_sport = Some(bound.port());
         dcfg.ipv4_ident_step = 0;
+        dcfg.retry_cnt_7_is_infinite = cfg.retry_cnt_7_is_infinite;
         let core = Device::new(dcfg).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(UdpDevice {
             sock,
@@ -194,6 +199,14 @@ impl UdpDevice {
         }
         any |= self.transmit()?;
         Ok(any)
+    }
+
+    /// [`progress`](Self::progress), returning whether anything arrived from the network: the
+    /// sign that the peers are alive (a requester retransmitting to a dead peer is busy too).
+    pub fn progress_received(&mut self) -> io::Result<bool> {
+        let before = self.counters.rx_syscalls;
+        self.progress()?;
+        Ok(self.counters.rx_syscalls != before)
     }
 
     fn receive_one(&mut self) -> io::Result<bool> {

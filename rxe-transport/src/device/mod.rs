@@ -82,6 +82,9 @@ pub struct DeviceConfig {
     pub max_qp: usize,
     /// Most memory regions and windows.
     pub max_mr: usize,
+    /// Whether a QP's `retry_cnt` of 7 retries forever, as Linux rxe (`true`, the default), or
+    /// seven times, as the IBTA (`false`: a vanished peer ends in `RETRY_EXC_ERR`).
+    pub retry_cnt_7_is_infinite: bool,
 }
 
 impl DeviceConfig {
@@ -96,6 +99,7 @@ impl DeviceConfig {
             ipv4_ident_step: 1,
             max_qp: 1024,
             max_mr: 1024,
+            retry_cnt_7_is_infinite: true,
         }
     }
 }
@@ -445,6 +449,7 @@ impl Device {
             },
             ipv4_ident_step: self.cfg.ipv4_ident_step,
             udp_sport: self.cfg.udp_sport,
+            retry_cnt_7_is_infinite: self.cfg.retry_cnt_7_is_infinite,
             ..QpConfig::rc(Qpn::new(qpn), init.pd)
         };
         let qp = DeviceQp::new(cfg).map_err(|_| DeviceError::NoResources)?;

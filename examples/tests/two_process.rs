@@ -1,0 +1,111 @@
+//! The `rxe` perftest tools as two processes on loopback (server and client binaries), and a
+//! server process killed mid-transfer: the client stops with a one-line error within its
+//! timeout instead of hanging.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn rxe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rxe"))
+}
+
+fn ports(n: u16) -> (String, String) {
+    let p = 21000 + (std::process::id() % 8000) as u16 * 2 + n * 16000 % 30000;
+    (p.to_string(), (p + 1).to_string())
+}
+
+#[test]
+fn server_and_client_processes_run_each_tool() {
+    for (i, (tool, size)) in [
+        ("ib_read_bw", "4096"),
+        ("ib_send_lat", "64"),
+        ("ib_write_bw", "65536"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (tcp, udp) = ports(i as u16);
+        let common = ["-s", size, "-n", "500", "-p", &tcp, "--udp-port", &udp];
+        let srv = rxe()
+            .arg(tool)
+            .args(["--bind", "127.0.0.1"])
+            .args(common)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let cli = rxe()
+            .arg(tool)
+            .arg("127.0.0.1")
+            .args(["--bind", "127.0.0.2"])
+            .args(common)
+            .output()
+            .unwrap();
+        let srv = srv.wait_with_output().unwrap();
+        let (c, s) = (
+            String::from_utf8_lossy(&cli.stdout),
+            String::from_utf8_lossy(&srv.stdout),
+        );
+        assert!(
+            cli.status.success(),
+            "{tool} client: {c}{}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
+        assert!(
+            srv.status.success(),
+            "{tool} server: {s}{}",
+            String::from_utf8_lossy(&srv.stderr)
+        );
+        let row = format!(" {size:<7}");
+        assert!(c.lines().any(|l| l.starts_with(&row)), "{c}");
+        assert!(s.lines().any(|l| l.starts_with(&row)), "{s}");
+    }
+}
+
+#[test]
+fn a_killed_server_leaves_the_client_a_clear_error() {
+    let (tcp, udp) = ports(3);
+    let common = [
+        "-s",
+        "65536",
+        "-n",
+        "10000000",
+        "-p",
+        &tcp,
+        "--udp-port",
+        &udp,
+    ];
+    let mut srv = rxe()
+        .arg("ib_write_bw")
+        .args(["--bind", "127.0.0.1"])
+        .args(common)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cli = rxe()
+        .arg("ib_write_bw")
+        .arg("127.0.0.1")
+        .args(["--bind", "127.0.0.2", "--timeout", "2"])
+        .args(common)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the transfer get going, then kill the server.
+    std::thread::sleep(Duration::from_millis(700));
+    srv.kill().unwrap();
+    srv.wait().unwrap();
+    let killed = Instant::now();
+    let out = cli.wait_with_output().unwrap();
+    let waited = killed.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("rxe ib_write_bw: no completion in 2s"),
+        "{err}"
+    );
+    assert!(err.contains("is the peer still there?"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(waited < Duration::from_secs(6), "{waited:?}");
+}
