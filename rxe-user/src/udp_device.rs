@@ -197,7 +197,7 @@ impl UdpDevice {
             self.core.handle_timeout(now);
             any = true;
         }
-        any |= self.transmit()?;
+        any |= self.transmit(now)?;
         Ok(any)
     }
 
@@ -311,9 +311,8 @@ impl UdpDevice {
         Ok(())
     }
 
-    fn transmit(&mut self) -> io::Result<bool> {
+    fn transmit(&mut self, now: Instant) -> io::Result<bool> {
         let mut any = false;
-        let now = self.now();
         while let Some(n) = self.core.poll_transmit(now, &mut self.tx_buf) {
             any = true;
             let pkt = &self.tx_buf[..n];

@@ -229,8 +229,13 @@ impl Oob {
                     last = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // RDMA traffic counts as progress: a passive side waits out the run.
-                    if pump().map_err(ExchangeError::Device)? {
+                    // RDMA traffic counts as progress: a passive side waits out the run. The
+                    // device runs many times per look at the socket, which is rarely ready.
+                    let mut heard = false;
+                    for _ in 0..64 {
+                        heard |= pump().map_err(ExchangeError::Device)?;
+                    }
+                    if heard {
                         last = Instant::now();
                     } else if last.elapsed() > self.timeout {
                         return Err(ExchangeError::Timeout(what));

@@ -244,13 +244,21 @@ impl Rdma {
         what: &str,
     ) -> Result<rxe_transport::WorkCompletion, PerftestError> {
         let mut last = Instant::now();
+        let mut idle = 0u32;
         loop {
             if let Some(wc) = self.dev.core().poll_cq(cq) {
                 return check(wc, self.server);
             }
             if self.heard().map_err(e("device"))? {
+                idle = 0;
+                continue;
+            }
+            // The clock is read when idling starts and every 1024 idle turns after.
+            if idle == 0 {
                 last = Instant::now();
-            } else if last.elapsed() > self.timeout {
+            }
+            idle = idle.wrapping_add(1);
+            if idle.is_multiple_of(1024) && last.elapsed() > self.timeout {
                 return Err(PerftestError(format!(
                     "no {what} in {:?}: is the peer still there?",
                     self.timeout
