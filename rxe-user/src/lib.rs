@@ -18,6 +18,19 @@
 //! sends with that UDP source port instead of Linux's per-QP entropy ports. Devices on a port
 //! other than 4791 (several on one host) build and check their packets as if addressed to 4791.
 //!
+//! ## Progress
+//!
+//! Busy polling: the caller's thread calls [`UdpDevice::progress`] (lowest latency; what the
+//! `rxe` tools do). Background: [`Engine`] runs the device on its own thread, which sleeps in
+//! `poll(2)` when idle; the application posts with [`Engine::with`] and blocks in
+//! [`Engine::wait_cq`] with a timeout.
+//!
+//! ## Batching
+//!
+//! Runs of equal-sized datagrams to one loopback peer leave in one `sendmsg` with UDP GSO
+//! (`UdpDeviceConfig::gso`), and the socket takes GRO-coalesced datagrams on receive; on this
+//! kind of machine that is what takes a 64 KiB RDMA WRITE past the plain-UDP ceiling.
+//!
 //! ## pcap tap
 //!
 //! `UdpDevice::tap(path)` records every packet the device sends and receives in a pcap, as the IP
@@ -34,9 +47,11 @@
 //! ```
 
 mod batch_io;
+mod engine;
 pub mod netdev;
 mod pcap_tap;
 mod udp_device;
 
+pub use engine::Engine;
 pub use pcap_tap::PcapTap;
 pub use udp_device::{UdpDevice, UdpDeviceConfig, UdpDeviceCounters};

@@ -152,6 +152,11 @@ impl UdpDevice {
         &mut self.core
     }
 
+    /// The UDP socket (to wait on it for readability).
+    pub fn socket(&self) -> &UdpSocket {
+        &self.sock
+    }
+
     /// The socket's address (the device's GID and port).
     pub fn local_addr(&self) -> SocketAddr {
         self.local

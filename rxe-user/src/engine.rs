@@ -1,0 +1,194 @@
+//! Background progress: an engine thread runs a [`UdpDevice`] (receives, timers, sends) so the
+//! application only posts work and waits for completions, blocking with a timeout.
+//!
+//! The other mode, busy polling, is the [`UdpDevice`] itself: the caller's thread calls
+//! [`UdpDevice::progress`] and gets the lowest latency. With an engine, the thread sleeps in
+//! `poll(2)` on the socket (until a datagram arrives or the next protocol timer, at most 1 ms)
+//! when there is nothing to do, and whatever the application posts is sent at once from the
+//! application's thread.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use rxe_user::{Engine, UdpDevice, UdpDeviceConfig};
+//!
+//! let dev = UdpDevice::open(UdpDeviceConfig::new("127.0.0.1:4791".parse().unwrap())).unwrap();
+//! let engine = Engine::start(dev);
+//! let cq = engine.with(|d| d.core().create_cq(64)).unwrap();
+//! // ... create and connect a QP, post work with engine.with(...), then:
+//! let wc = engine.wait_cq(cq, Duration::from_secs(1)).unwrap();
+//! # let _ = wc;
+//! ```
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rxe_transport::device::{CqId, DeviceEvent};
+use rxe_transport::WorkCompletion;
+
+use crate::UdpDevice;
+
+struct Shared {
+    /// The device; `None` once [`Engine::stop`] took it back.
+    dev: Mutex<Option<UdpDevice>>,
+    /// Signalled whenever the device did something (a completion or event may be ready).
+    cv: Condvar,
+    stop: AtomicBool,
+}
+
+/// A device run by its own thread.
+pub struct Engine {
+    shared: Arc<Shared>,
+    fd: i32,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("fd", &self.fd).finish()
+    }
+}
+
+/// Longest sleep of the engine thread (so a stop is noticed).
+const MAX_SLEEP: Duration = Duration::from_millis(1);
+
+impl Engine {
+    /// Starts the engine thread for `dev`.
+    pub fn start(dev: UdpDevice) -> Engine {
+        let fd = dev.socket().as_raw_fd();
+        let shared = Arc::new(Shared {
+            dev: Mutex::new(Some(dev)),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("rxe-engine".into())
+            .spawn(move || run(&s, fd))
+            .ok();
+        Engine { shared, fd, thread }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<UdpDevice>> {
+        // A panic while the device was borrowed leaves it as it was; keep going.
+        self.shared.dev.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the device (create objects, post work), then sends at once what it queued.
+    pub fn with<R>(&self, f: impl FnOnce(&mut UdpDevice) -> R) -> io::Result<R> {
+        let mut g = self.lock();
+        let d = g.as_mut().ok_or_else(stopped)?;
+        let r = f(d);
+        if d.progress()? {
+            self.shared.cv.notify_all();
+        }
+        Ok(r)
+    }
+
+    /// The next completion on `cq`, waiting up to `timeout`; `None` when none came.
+    pub fn wait_cq(&self, cq: CqId, timeout: Duration) -> io::Result<Option<WorkCompletion>> {
+        self.wait(timeout, |d| d.core().poll_cq(cq))
+    }
+
+    /// The next device event (connection manager, QP errors), waiting up to `timeout`.
+    pub fn wait_event(&self, timeout: Duration) -> io::Result<Option<DeviceEvent>> {
+        self.wait(timeout, |d| d.core().poll_event())
+    }
+
+    fn wait<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&mut UdpDevice) -> Option<T>,
+    ) -> io::Result<Option<T>> {
+        let end = Instant::now() + timeout;
+        let mut g = self.lock();
+        loop {
+            if let Some(v) = f(g.as_mut().ok_or_else(stopped)?) {
+                return Ok(Some(v));
+            }
+            let now = Instant::now();
+            if now >= end {
+                return Ok(None);
+            }
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return Err(io::Error::other("the engine thread has stopped"));
+            }
+            g = self
+                .shared
+                .cv
+                .wait_timeout(g, (end - now).min(MAX_SLEEP * 10))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops the thread; returns the device, or the error that stopped the thread.
+    pub fn stop(mut self) -> io::Result<UdpDevice> {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            match t.join() {
+                Ok(r) => r?,
+                Err(_) => return Err(io::Error::other("the engine thread panicked")),
+            }
+        }
+        self.lock().take().ok_or_else(stopped)
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the engine has stopped")
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(s: &Shared, fd: i32) -> io::Result<()> {
+    while !s.stop.load(Ordering::Acquire) {
+        let (any, sleep) = {
+            let mut g = s.dev.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(d) = g.as_mut() else {
+                return Ok(());
+            };
+            let any = d.progress()?;
+            let now = d.now();
+            let sleep = d
+                .core()
+                .poll_timeout()
+                .map_or(MAX_SLEEP, |t| {
+                    Duration::from_nanos(t.as_nanos().saturating_sub(now.as_nanos()))
+                })
+                .min(MAX_SLEEP);
+            (any, sleep)
+        };
+        if any {
+            s.cv.notify_all();
+            continue;
+        }
+        wait_readable(fd, sleep);
+    }
+    Ok(())
+}
+
+/// Sleeps until `fd` is readable or `timeout` passes.
+#[allow(unsafe_code)]
+fn wait_readable(fd: i32, timeout: Duration) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(1000) as libc::c_int;
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe {
+        libc::poll(&mut p, 1, ms);
+    }
+}

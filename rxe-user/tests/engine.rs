@@ -1,0 +1,203 @@
+//! Background progress: two devices, each run by an [`Engine`] thread; the test thread only
+//! posts work and blocks in `wait_cq`. SENDs ping-pong, a WRITE and a READ move data that is
+//! checked, and the devices come back from `stop`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rxe_transport::device::{CqId, QpInit};
+use rxe_transport::{
+    Access, AddressVector, Mtu, QpAttr, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge,
+    WcOpcode, WcStatus, WrOpcode,
+};
+use rxe_user::{Engine, UdpDevice, UdpDeviceConfig};
+use rxe_wire::{Psn, Qpn, Rkey};
+
+const BUF: u64 = 0x20_0000;
+const T: Duration = Duration::from_secs(5);
+
+struct Side {
+    e: Engine,
+    qpn: Qpn,
+    cq: CqId,
+    key: u32,
+    ip: IpAddr,
+}
+
+fn side(last: u8, port: u16) -> Side {
+    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
+    let dev = UdpDevice::open(UdpDeviceConfig::new(SocketAddr::new(ip, port))).unwrap();
+    let e = Engine::start(dev);
+    let (qpn, cq, key) = e
+        .with(|d| {
+            let c = d.core();
+            let pd = c.alloc_pd();
+            let mr = c
+                .reg_mr(
+                    pd,
+                    BUF,
+                    1 << 20,
+                    Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
+                )
+                .unwrap();
+            let cq = c.create_cq(256);
+            let qpn = c
+                .create_qp(&QpInit {
+                    qp_type: QpType::Rc,
+                    pd,
+                    send_cq: cq,
+                    recv_cq: cq,
+                })
+                .unwrap();
+            c.modify_qp(
+                qpn,
+                &QpAttr {
+                    state: Some(QpState::Init),
+                    pkey_index: Some(0),
+                    port: Some(1),
+                    access: Some(Access::REMOTE_WRITE | Access::REMOTE_READ),
+                    ..QpAttr::default()
+                },
+            )
+            .unwrap();
+            (qpn, cq, mr.lkey)
+        })
+        .unwrap();
+    Side {
+        e,
+        qpn,
+        cq,
+        key,
+        ip,
+    }
+}
+
+fn connect(s: &Side, peer: &Side) {
+    let (qpn, ip, pip, pqpn) = (s.qpn, s.ip, peer.ip, peer.qpn);
+    s.e.with(|d| {
+        let c = d.core();
+        c.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rtr),
+                av: Some(AddressVector {
+                    sgid: ip,
+                    dgid: pip,
+                    hop_limit: 64,
+                    traffic_class: 0,
+                    flow_label: 0,
+                    udp_sport: None,
+                }),
+                path_mtu: Some(Mtu::M4096),
+                dest_qp: Some(pqpn),
+                rq_psn: Some(Psn::new(7)),
+                max_dest_rd_atomic: Some(4),
+                min_rnr_timer: Some(12),
+                ..QpAttr::default()
+            },
+        )
+        .unwrap();
+        c.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rts),
+                timeout: Some(14),
+                retry_cnt: Some(7),
+                rnr_retry: Some(7),
+                sq_psn: Some(Psn::new(7)),
+                max_rd_atomic: Some(4),
+                ..QpAttr::default()
+            },
+        )
+        .unwrap();
+    })
+    .unwrap();
+}
+
+fn ok(s: &Side) -> rxe_transport::WorkCompletion {
+    let wc = s.e.wait_cq(s.cq, T).unwrap().expect("a completion in time");
+    assert_eq!(wc.status, WcStatus::Success, "{wc:?}");
+    wc
+}
+
+#[test]
+fn two_engines_move_data_while_the_caller_blocks() {
+    let port = 30000 + (std::process::id() % 20000) as u16;
+    let a = side(1, port);
+    let b = side(2, port);
+    connect(&a, &b);
+    connect(&b, &a);
+    let sge = |s: &Side, off: u64, len: u32| Sge {
+        addr: BUF + off,
+        length: len,
+        lkey: s.key,
+    };
+    // SEND ping-pong, 200 round trips.
+    for i in 0..200u64 {
+        for s in [&a, &b] {
+            let wr = RecvWr::new(i, sge(s, 0x8_0000, 4096));
+            let q = s.qpn;
+            s.e.with(|d| d.core().post_recv(q, wr)).unwrap().unwrap();
+        }
+        let wr = SendWr::new(i, WrOpcode::Send, Some(sge(&a, 0, 64)), SendFlags::SIGNALED);
+        let qa = a.qpn;
+        a.e.with(|d| d.core().post_send(qa, wr)).unwrap().unwrap();
+        assert_eq!(ok(&b).opcode, WcOpcode::Recv);
+        let wr = SendWr::new(i, WrOpcode::Send, Some(sge(&b, 0, 64)), SendFlags::SIGNALED);
+        let qb = b.qpn;
+        b.e.with(|d| d.core().post_send(qb, wr)).unwrap().unwrap();
+        // a: its SEND's completion and the pong, in either order; b: its SEND's.
+        let mut ops = [ok(&a).opcode, ok(&a).opcode];
+        ops.sort_by_key(|o| *o as u32);
+        assert!(ops.contains(&WcOpcode::Recv) && ops.contains(&WcOpcode::Send));
+        assert_eq!(ok(&b).opcode, WcOpcode::Send);
+    }
+    // A 256 KiB WRITE of a pattern, then a READ of it back elsewhere.
+    let (ka, kb, qa) = (a.key, b.key, a.qpn);
+    a.e.with(|d| {
+        for (i, x) in d.core().mr_bytes_mut(ka).unwrap()[..0x4_0000]
+            .iter_mut()
+            .enumerate()
+        {
+            *x = (i % 253) as u8;
+        }
+    })
+    .unwrap();
+    let remote = |off: u64| Remote {
+        addr: BUF + off,
+        rkey: Rkey(kb),
+    };
+    let w = SendWr::new(
+        1,
+        WrOpcode::RdmaWrite(remote(0)),
+        Some(sge(&a, 0, 0x4_0000)),
+        SendFlags::SIGNALED,
+    );
+    a.e.with(|d| d.core().post_send(qa, w)).unwrap().unwrap();
+    ok(&a);
+    let r = SendWr::new(
+        2,
+        WrOpcode::RdmaRead(remote(0)),
+        Some(sge(&a, 0x4_0000, 0x4_0000)),
+        SendFlags::SIGNALED,
+    );
+    a.e.with(|d| d.core().post_send(qa, r)).unwrap().unwrap();
+    assert_eq!(ok(&a).opcode, WcOpcode::RdmaRead);
+    let (am, bm) = (
+        a.e.with(|d| d.core().mr_bytes(ka).unwrap()[..0x8_0000].to_vec())
+            .unwrap(),
+        b.e.with(|d| d.core().mr_bytes(kb).unwrap()[..0x4_0000].to_vec())
+            .unwrap(),
+    );
+    assert_eq!(&bm[..], &am[..0x4_0000]);
+    assert_eq!(&am[0x4_0000..], &am[..0x4_0000]);
+    // Nothing more is coming: the wait times out, cleanly.
+    assert!(a
+        .e
+        .wait_cq(a.cq, Duration::from_millis(50))
+        .unwrap()
+        .is_none());
+    let mut da = a.e.stop().unwrap();
+    assert_eq!(da.core().counters().1.icrc_err, 0);
+    b.e.stop().unwrap();
+}
