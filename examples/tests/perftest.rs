@@ -8,6 +8,17 @@ use std::time::Duration;
 use rxe_examples::perftest::{run, PerftestArgs, Test};
 
 fn pair(test: Test, size: Option<u64>, iters: u64, all: bool, n: u16) -> (String, String) {
+    pair_in(test, size, iters, all, n, false)
+}
+
+fn pair_in(
+    test: Test,
+    size: Option<u64>,
+    iters: u64,
+    all: bool,
+    n: u16,
+    engine: bool,
+) -> (String, String) {
     let port = 20000 + (std::process::id() % 5000) as u16 * 4 + n;
     let mut srv = PerftestArgs::new(test);
     srv.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
@@ -17,6 +28,7 @@ fn pair(test: Test, size: Option<u64>, iters: u64, all: bool, n: u16) -> (String
     srv.iters = Some(iters);
     srv.all = all;
     srv.timeout = Duration::from_secs(20);
+    srv.engine = engine;
     let mut cli = srv.clone();
     cli.server = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
     cli.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
@@ -162,4 +174,24 @@ fn a_client_whose_peer_vanishes_reports_it() {
     let e = run(&a, &mut Vec::new()).unwrap_err().0;
     t.join().unwrap();
     assert!(e.contains("exchange"), "{e}");
+}
+
+#[test]
+fn every_tool_runs_with_engine_threads_too() {
+    for (i, t) in [
+        Test::ReadBw,
+        Test::ReadLat,
+        Test::WriteBw,
+        Test::WriteLat,
+        Test::SendBw,
+        Test::SendLat,
+        Test::AtomicBw,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let size = if t == Test::AtomicBw { 8 } else { 4096 };
+        let (_, c) = pair_in(t, Some(size), 300, false, 300 + i as u16, true);
+        assert!(row(&c, size, 300).is_some(), "{}:\n{c}", t.name());
+    }
 }

@@ -88,6 +88,12 @@ impl Engine {
         Ok(r)
     }
 
+    /// Looks at the device without running it (counters, memory).
+    pub fn inspect<R>(&self, f: impl FnOnce(&UdpDevice) -> R) -> io::Result<R> {
+        let g = self.lock();
+        Ok(f(g.as_ref().ok_or_else(stopped)?))
+    }
+
     /// The next completion on `cq`, waiting up to `timeout`; `None` when none came.
     pub fn wait_cq(&self, cq: CqId, timeout: Duration) -> io::Result<Option<WorkCompletion>> {
         self.wait(timeout, |d| d.core().poll_cq(cq))

@@ -245,6 +245,9 @@ struct PerftestOpts {
     /// Seconds without progress before giving up.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// Run the device on a background engine thread instead of busy-polling it.
+    #[arg(long)]
+    engine: bool,
 }
 
 fn perftest_main(test: perftest::Test, o: PerftestOpts) -> ExitCode {
@@ -265,6 +268,7 @@ fn perftest_main(test: perftest::Test, o: PerftestOpts) -> ExitCode {
         bind: o.bind,
         udp_port: o.udp_port,
         timeout: std::time::Duration::from_secs(o.timeout.max(1)),
+        engine: o.engine,
     };
     let _ = o.cpu_freq;
     let stdout = std::io::stdout();

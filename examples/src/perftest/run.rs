@@ -6,13 +6,13 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use rxe_transport::device::{CqId, QpInit, QP_DEPTH};
+use rxe_transport::device::{CqId, Device, QpInit, QP_DEPTH};
 use rxe_transport::qp::MAX_RD_ATOMIC;
 use rxe_transport::{
     Access, AddressVector, Mtu, QpAttr, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge,
-    WcStatus, WrOpcode,
+    WcStatus, WorkCompletion, WrOpcode,
 };
-use rxe_user::{UdpDevice, UdpDeviceConfig};
+use rxe_user::{Engine, UdpDevice, UdpDeviceConfig};
 use rxe_wire::{Psn, Qpn, Rkey};
 
 use super::exchange::{BwReport, KeyMsg, Oob};
@@ -145,6 +145,9 @@ pub struct PerftestArgs {
     pub udp_port: u16,
     /// Give up when nothing happens for this long.
     pub timeout: Duration,
+    /// Run the device on an engine thread (rxe-user's background mode) instead of busy-polling
+    /// it in this one.
+    pub engine: bool,
 }
 
 impl PerftestArgs {
@@ -167,6 +170,7 @@ impl PerftestArgs {
             bind: None,
             udp_port: 4791,
             timeout: Duration::from_secs(10),
+            engine: false,
         }
     }
 }
@@ -213,9 +217,19 @@ fn mtu_from_enum(v: u8) -> Mtu {
     }
 }
 
+/// How the device makes progress.
+enum Dev {
+    /// Busy-polled by this thread (lowest latency).
+    Poll(Box<UdpDevice>),
+    /// Run by an engine thread; this one posts and waits.
+    Engine(Engine),
+}
+
 /// The RDMA side of a run: device, CQs, QP, buffer.
 struct Rdma {
-    dev: UdpDevice,
+    dev: Dev,
+    /// The engine's receive count when last looked at.
+    rx_seen: u64,
     qpn: Qpn,
     scq: CqId,
     rcq: CqId,
@@ -227,29 +241,57 @@ struct Rdma {
 }
 
 impl Rdma {
-    fn pump(&mut self) -> Result<bool, String> {
-        self.heard().map_err(|x| format!("device: {x}"))
+    /// Runs `f` on the device core.
+    fn with<R>(&mut self, f: impl FnOnce(&mut Device) -> R) -> Result<R, PerftestError> {
+        match &mut self.dev {
+            Dev::Poll(d) => Ok(f(d.core())),
+            Dev::Engine(en) => en.with(|d| f(d.core())).map_err(e("device")),
+        }
     }
 
-    /// Runs the device once; whether anything arrived from the network. Only what arrives
-    /// shows the peer is alive: a requester retransmitting to a dead peer is busy too.
-    fn heard(&mut self) -> std::io::Result<bool> {
-        self.dev.progress_received()
+    /// One turn of progress and the next completion on `cq`, if any; with whether anything
+    /// arrived from the network (only that shows the peer alive: a requester retransmitting
+    /// to a dead peer is busy too).
+    fn turn(&mut self, cq: Option<CqId>) -> Result<(Option<WorkCompletion>, bool), PerftestError> {
+        match &mut self.dev {
+            Dev::Poll(d) => {
+                let heard = d.progress_received().map_err(e("device"))?;
+                Ok((cq.and_then(|cq| d.core().poll_cq(cq)), heard))
+            }
+            Dev::Engine(en) => {
+                let wc = match cq {
+                    Some(cq) => en
+                        .wait_cq(cq, Duration::from_millis(1))
+                        .map_err(e("device"))?,
+                    None => {
+                        std::thread::yield_now();
+                        None
+                    }
+                };
+                let rx = en
+                    .inspect(|d| d.counters().rx_syscalls)
+                    .map_err(e("device"))?;
+                let heard = rx != self.rx_seen;
+                self.rx_seen = rx;
+                Ok((wc, heard))
+            }
+        }
+    }
+
+    fn pump(&mut self) -> Result<bool, String> {
+        self.turn(None).map(|(_, h)| h).map_err(|x| x.0)
     }
 
     /// Waits for one completion on `cq`; an error status ends the run.
-    fn wait_wc(
-        &mut self,
-        cq: CqId,
-        what: &str,
-    ) -> Result<rxe_transport::WorkCompletion, PerftestError> {
+    fn wait_wc(&mut self, cq: CqId, what: &str) -> Result<WorkCompletion, PerftestError> {
         let mut last = Instant::now();
         let mut idle = 0u32;
         loop {
-            if let Some(wc) = self.dev.core().poll_cq(cq) {
+            let (wc, heard) = self.turn(Some(cq))?;
+            if let Some(wc) = wc {
                 return check(wc, self.server);
             }
-            if self.heard().map_err(e("device"))? {
+            if heard {
                 idle = 0;
                 continue;
             }
@@ -258,11 +300,29 @@ impl Rdma {
                 last = Instant::now();
             }
             idle = idle.wrapping_add(1);
-            if idle.is_multiple_of(1024) && last.elapsed() > self.timeout {
+            if (idle.is_multiple_of(1024) || matches!(self.dev, Dev::Engine(_)))
+                && last.elapsed() > self.timeout
+            {
                 return Err(PerftestError(format!(
                     "no {what} in {:?}: is the peer still there?",
                     self.timeout
                 )));
+            }
+        }
+    }
+
+    /// Lets the last ACKs go out before the device closes.
+    fn linger(self) {
+        match self.dev {
+            Dev::Poll(mut d) => {
+                let end = Instant::now() + Duration::from_millis(100);
+                while Instant::now() < end {
+                    let _ = d.progress();
+                }
+            }
+            Dev::Engine(en) => {
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = en.stop();
             }
         }
     }
@@ -454,7 +514,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         srqn: 0,
     };
     let mut r = Rdma {
-        dev,
+        dev: if args.engine {
+            Dev::Engine(Engine::start(dev))
+        } else {
+            Dev::Poll(Box::new(dev))
+        },
+        rx_seen: 0,
         qpn,
         scq,
         rcq,
@@ -507,9 +572,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             };
             for _ in 0..first {
                 let wr = r.recv_wr(size);
-                r.dev
-                    .core()
-                    .post_recv(qpn, wr)
+                r.with(|c| c.post_recv(qpn, wr))?
                     .map_err(e("Couldn't post receive"))?;
             }
         }
@@ -605,11 +668,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     if !silent_end {
         let _ = writeln!(out, "{RESULT_LINE}");
     }
-    // Let the last ACKs go out.
-    let end = Instant::now() + Duration::from_millis(100);
-    while Instant::now() < end {
-        let _ = r.dev.progress();
-    }
+    r.linger();
     Ok(())
 }
 
@@ -620,41 +679,43 @@ fn connect_qp(
     local_ip: IpAddr,
     mtu: Mtu,
 ) -> Result<(), PerftestError> {
-    let c = r.dev.core();
-    c.modify_qp(
-        r.qpn,
-        &QpAttr {
-            state: Some(QpState::Rtr),
-            av: Some(AddressVector {
-                sgid: local_ip,
-                dgid: rxe_wire::cma::ip_of(rem.gid),
-                hop_limit: 0xff,
-                traffic_class: 0,
-                flow_label: 0,
-                udp_sport: None,
-            }),
-            path_mtu: Some(mtu),
-            dest_qp: Some(Qpn::new(rem.qpn)),
-            rq_psn: Some(Psn::new(rem.psn)),
-            max_dest_rd_atomic: Some(my.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8),
-            min_rnr_timer: Some(12),
-            ..QpAttr::default()
-        },
-    )
-    .map_err(e("Failed to modify QP to RTR"))?;
-    c.modify_qp(
-        r.qpn,
-        &QpAttr {
-            state: Some(QpState::Rts),
-            timeout: Some(14),
-            retry_cnt: Some(7),
-            rnr_retry: Some(7),
-            sq_psn: Some(Psn::new(my.psn)),
-            max_rd_atomic: Some(rem.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8),
-            ..QpAttr::default()
-        },
-    )
-    .map_err(e("Failed to modify QP to RTS"))
+    let qpn = r.qpn;
+    r.with(|c| {
+        c.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rtr),
+                av: Some(AddressVector {
+                    sgid: local_ip,
+                    dgid: rxe_wire::cma::ip_of(rem.gid),
+                    hop_limit: 0xff,
+                    traffic_class: 0,
+                    flow_label: 0,
+                    udp_sport: None,
+                }),
+                path_mtu: Some(mtu),
+                dest_qp: Some(Qpn::new(rem.qpn)),
+                rq_psn: Some(Psn::new(rem.psn)),
+                max_dest_rd_atomic: Some(my.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8),
+                min_rnr_timer: Some(12),
+                ..QpAttr::default()
+            },
+        )
+        .map_err(e("Failed to modify QP to RTR"))?;
+        c.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rts),
+                timeout: Some(14),
+                retry_cnt: Some(7),
+                rnr_retry: Some(7),
+                sq_psn: Some(Psn::new(my.psn)),
+                max_rd_atomic: Some(rem.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8),
+                ..QpAttr::default()
+            },
+        )
+        .map_err(e("Failed to modify QP to RTS"))
+    })?
 }
 
 fn print_info(out: &mut impl Write, a: &PerftestArgs, t: Test, client: bool, mtu: Mtu, tx: u64) {
@@ -753,16 +814,16 @@ fn bw_client(
                 },
             );
             posted_t[posted as usize] = now_ns(base);
-            r.dev
-                .core()
-                .post_send(qpn, wr)
+            r.with(|c| c.post_send(qpn, wr))?
                 .map_err(e("Couldn't post send"))?;
             posted += 1;
         }
-        if r.heard().map_err(e("device"))? {
+        let (first, heard) = r.turn(Some(scq))?;
+        if heard {
             last = Instant::now();
         }
-        while let Some(wc) = r.dev.core().poll_cq(scq) {
+        let mut next = first;
+        while let Some(wc) = next {
             let wc = check(wc, false)?;
             let now = now_ns(base);
             let upto = wc.wr_id + 1;
@@ -771,6 +832,7 @@ fn bw_client(
             }
             done = done.max(upto);
             last = Instant::now();
+            next = r.with(|c| c.poll_cq(scq))?;
         }
         if last.elapsed() > r.timeout {
             return Err(PerftestError(format!(
@@ -809,9 +871,7 @@ fn send_bw_server(
         if posted < iters {
             let wr = r.recv_wr(size);
             let qpn = r.qpn;
-            r.dev
-                .core()
-                .post_recv(qpn, wr)
+            r.with(|c| c.post_recv(qpn, wr))?
                 .map_err(e("Couldn't post receive"))?;
             posted += 1;
         }
@@ -851,9 +911,7 @@ fn read_lat_client(
             SendFlags::SIGNALED,
         );
         posted.push(now_ns(base));
-        r.dev
-            .core()
-            .post_send(qpn, wr)
+        r.with(|c| c.post_send(qpn, wr))?
             .map_err(e("Couldn't post send"))?;
         r.wait_wc(scq, "READ completion")?;
     }
@@ -875,15 +933,11 @@ fn write_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, iters: u64) -> Result<Vec<u6
             let want = rcnt as u8;
             let mut last = Instant::now();
             loop {
-                let seen = r
-                    .dev
-                    .core()
-                    .mr_bytes(lkey)
-                    .and_then(|m| m.get(poll_at).copied());
+                let seen = r.with(|c| c.mr_bytes(lkey).and_then(|m| m.get(poll_at).copied()))?;
                 if seen == Some(want) {
                     break;
                 }
-                if r.heard().map_err(e("device"))? {
+                if r.turn(None)?.1 {
                     last = Instant::now();
                 } else if last.elapsed() > r.timeout {
                     return Err(PerftestError(format!(
@@ -896,14 +950,12 @@ fn write_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, iters: u64) -> Result<Vec<u6
         if scnt < iters {
             posted.push(now_ns(base));
             scnt += 1;
-            if let Some(b) = r
-                .dev
-                .core()
-                .mr_bytes_mut(lkey)
-                .and_then(|m| m.get_mut(post_at))
-            {
-                *b = scnt as u8;
-            }
+            let count = scnt as u8;
+            r.with(|c| {
+                if let Some(b) = c.mr_bytes_mut(lkey).and_then(|m| m.get_mut(post_at)) {
+                    *b = count;
+                }
+            })?;
             let wr = SendWr::new(
                 scnt,
                 WrOpcode::RdmaWrite(Remote {
@@ -917,9 +969,7 @@ fn write_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, iters: u64) -> Result<Vec<u6
                 }),
                 SendFlags::SIGNALED,
             );
-            r.dev
-                .core()
-                .post_send(qpn, wr)
+            r.with(|c| c.post_send(qpn, wr))?
                 .map_err(e("Couldn't post send"))?;
         }
         if ccnt < iters {
@@ -944,9 +994,7 @@ fn send_lat(r: &mut Rdma, size: u64, iters: u64) -> Result<Vec<u64>, PerftestErr
             rcnt += 1;
             if recv_posted < iters {
                 let wr = r.recv_wr(size);
-                r.dev
-                    .core()
-                    .post_recv(qpn, wr)
+                r.with(|c| c.post_recv(qpn, wr))?
                     .map_err(e("Couldn't post receive"))?;
                 recv_posted += 1;
             }
@@ -964,9 +1012,7 @@ fn send_lat(r: &mut Rdma, size: u64, iters: u64) -> Result<Vec<u64>, PerftestErr
                 }),
                 SendFlags::SIGNALED,
             );
-            r.dev
-                .core()
-                .post_send(qpn, wr)
+            r.with(|c| c.post_send(qpn, wr))?
                 .map_err(e("Couldn't post send"))?;
             r.wait_wc(scq, "SEND completion")?;
         }
