@@ -109,3 +109,33 @@ fn a_killed_server_leaves_the_client_a_clear_error() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(waited < Duration::from_secs(6), "{waited:?}");
 }
+
+#[test]
+fn rping_processes_check_1000_pings_of_65535_bytes() {
+    let (tcp, udp) = ports(4);
+    let common = ["-p", &tcp, "--udp-port", &udp, "-S", "65535"];
+    // The server on its own loopback address; the client's route to it starts at 127.0.0.1.
+    let srv = rxe()
+        .args(["rping", "-s", "-a", "127.0.0.5"])
+        .args(common)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let cli = rxe()
+        .args(["rping", "-c", "-a", "127.0.0.5", "-V", "-C", "1000"])
+        .args(common)
+        .output()
+        .unwrap();
+    let srv = srv.wait_with_output().unwrap();
+    assert!(
+        cli.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(srv.status.success());
+    assert!(
+        String::from_utf8_lossy(&srv.stdout).contains("server DISCONNECT EVENT... (1000 pings)")
+    );
+}
