@@ -777,14 +777,27 @@ impl Device {
     /// Handles a received IP packet (IPv4 or IPv6 header, UDP, BTH ... ICRC). The ICRC is
     /// checked by the QP it is for (cut-through placement for in-order RC data).
     pub fn handle_packet(&mut self, now: Instant, ip_packet: &[u8]) {
+        self.handle(now, ip_packet, false);
+    }
+
+    /// [`handle_packet`](Self::handle_packet) for a packet whose ICRC the host has verified
+    /// already (a UDP host that solved the IPv4 Identification from it): not computed again.
+    pub fn handle_verified_packet(&mut self, now: Instant, ip_packet: &[u8]) {
+        self.handle(now, ip_packet, true);
+    }
+
+    fn handle(&mut self, now: Instant, ip_packet: &[u8], icrc_verified: bool) {
         let checks = Checks {
             icrc: false,
             ..Checks::ALL
         };
-        let Ok(pkt) = RoceV2Packet::new_checked(ip_packet, &checks) else {
+        let Ok(mut pkt) = RoceV2Packet::new_checked(ip_packet, &checks) else {
             self.counters.malformed += 1;
             return;
         };
+        if icrc_verified {
+            pkt = pkt.vouch_icrc();
+        }
         let qpn = pkt.roce().bth().dest_qp();
         if qpn.value() == GSI_QPN {
             self.gsi.handle_packet(now, &pkt, &mut self.mem);
