@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use rxe_examples::perftest::{run, PerftestArgs, Test};
 
+/// The port slot of the CMP_AND_SWAP run (the others FETCH_AND_ADD, as perftest by default).
+const CAS_PORT_SLOT: u16 = 7;
+
 fn pair(test: Test, size: Option<u64>, iters: u64, all: bool, n: u16) -> (String, String) {
     pair_in(test, size, iters, all, n, false)
 }
@@ -29,6 +32,7 @@ fn pair_in(
     srv.all = all;
     srv.timeout = Duration::from_secs(20);
     srv.engine = engine;
+    srv.cmp_swap = test == Test::AtomicBw && n == CAS_PORT_SLOT;
     let mut cli = srv.clone();
     cli.server = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
     cli.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
@@ -194,4 +198,11 @@ fn every_tool_runs_with_engine_threads_too() {
         let (_, c) = pair_in(t, Some(size), 300, false, 300 + i as u16, true);
         assert!(row(&c, size, 300).is_some(), "{}:\n{c}", t.name());
     }
+}
+
+#[test]
+fn atomic_bw_does_compare_and_swap_too() {
+    let (s, c) = pair(Test::AtomicBw, Some(8), 300, false, CAS_PORT_SLOT);
+    assert!(c.contains("Atomic CMP_AND_SWAP BW Test"), "{c}");
+    assert_eq!(row(&c, 8, 300), row(&s, 8, 300));
 }

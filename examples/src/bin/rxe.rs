@@ -248,6 +248,10 @@ struct PerftestOpts {
     /// Run the device on a background engine thread instead of busy-polling it.
     #[arg(long)]
     engine: bool,
+    /// ib_atomic_bw's operation: FETCH_AND_ADD or CMP_AND_SWAP.
+    #[arg(short = 'A', long = "atomic_type", default_value = "FETCH_AND_ADD",
+          value_parser = ["FETCH_AND_ADD", "CMP_AND_SWAP"])]
+    atomic_type: String,
 }
 
 fn perftest_main(test: perftest::Test, o: PerftestOpts) -> ExitCode {
@@ -269,6 +273,7 @@ fn perftest_main(test: perftest::Test, o: PerftestOpts) -> ExitCode {
         udp_port: o.udp_port,
         timeout: std::time::Duration::from_secs(o.timeout.max(1)),
         engine: o.engine,
+        cmp_swap: o.atomic_type == "CMP_AND_SWAP",
     };
     let _ = o.cpu_freq;
     let stdout = std::io::stdout();

@@ -80,11 +80,12 @@ impl Test {
         matches!(self, Test::ReadBw | Test::WriteBw | Test::AtomicBw)
     }
 
-    fn title(self) -> String {
+    fn title(self, cmp_swap: bool) -> String {
         let verb = match self.verb() {
             Verb::Read => "RDMA_Read",
             Verb::Write => "RDMA_Write",
             Verb::Send => "Send",
+            Verb::Atomic if cmp_swap => "Atomic CMP_AND_SWAP",
             Verb::Atomic => "Atomic FETCH_AND_ADD",
         };
         let kind = if self.is_bw() { "BW" } else { "Latency" };
@@ -148,6 +149,8 @@ pub struct PerftestArgs {
     /// Run the device on an engine thread (rxe-user's background mode) instead of busy-polling
     /// it in this one.
     pub engine: bool,
+    /// `-A CMP_AND_SWAP` (ib_atomic_bw; FETCH_AND_ADD otherwise).
+    pub cmp_swap: bool,
 }
 
 impl PerftestArgs {
@@ -171,6 +174,7 @@ impl PerftestArgs {
             udp_port: 4791,
             timeout: Duration::from_secs(10),
             engine: false,
+            cmp_swap: false,
         }
     }
 }
@@ -230,6 +234,8 @@ struct Rdma {
     dev: Dev,
     /// The engine's receive count when last looked at.
     rx_seen: u64,
+    /// ib_atomic_bw: CMP_AND_SWAP instead of FETCH_AND_ADD.
+    cmp_swap: bool,
     qpn: Qpn,
     scq: CqId,
     rcq: CqId,
@@ -520,6 +526,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             Dev::Poll(Box::new(dev))
         },
         rx_seen: 0,
+        cmp_swap: args.cmp_swap,
         qpn,
         scq,
         rcq,
@@ -720,7 +727,7 @@ fn connect_qp(
 
 fn print_info(out: &mut impl Write, a: &PerftestArgs, t: Test, client: bool, mtu: Mtu, tx: u64) {
     let _ = writeln!(out, "{RESULT_LINE}");
-    let _ = writeln!(out, "                    {}", t.title());
+    let _ = writeln!(out, "                    {}", t.title(a.cmp_swap));
     let _ = writeln!(
         out,
         " Dual-port       : OFF\t\tDevice         : {}",
@@ -796,6 +803,12 @@ fn bw_client(
                 Verb::Read => WrOpcode::RdmaRead(remote),
                 Verb::Write => WrOpcode::RdmaWrite(remote),
                 Verb::Send => WrOpcode::Send,
+                // perftest's values: add 1, or compare 0 and swap 0.
+                Verb::Atomic if r.cmp_swap => WrOpcode::AtomicCmpSwp {
+                    remote,
+                    compare: 0,
+                    swap: 0,
+                },
                 Verb::Atomic => WrOpcode::AtomicFetchAdd { remote, add: 1 },
             };
             let signaled = (posted + 1) % cq_mod == 0 || posted + 1 == iters;
