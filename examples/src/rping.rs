@@ -84,6 +84,9 @@ struct Rping {
     lay: Layout,
     size: usize,
     timeout: Duration,
+    /// The peer's messages that completed while we waited for our own request's completion
+    /// (its ACK can come after the peer's answer to it); already reposted.
+    early_recvs: u32,
 }
 
 impl Rping {
@@ -112,6 +115,7 @@ impl Rping {
             lay,
             size,
             timeout,
+            early_recvs: 0,
         })
     }
 
@@ -216,6 +220,10 @@ impl Rping {
 
     /// Waits for a receive (the peer's message), then reposts the receive as rping does.
     fn wait_recv(&mut self, what: &str) -> Result<(), RpingError> {
+        if self.early_recvs > 0 {
+            self.early_recvs -= 1;
+            return Ok(());
+        }
         loop {
             let wc = self.wc(what)?;
             if matches!(wc.opcode, WcOpcode::Recv) {
@@ -224,15 +232,23 @@ impl Rping {
         }
     }
 
-    /// Waits for the completion of our own request (skipping none: one at a time).
+    /// Waits for the completion of our own request. The peer's next message may complete
+    /// first (its answer can overtake our request's ACK on a lossy link): it is kept for the
+    /// next [`wait_recv`](Self::wait_recv).
     fn wait_send(&mut self, what: &str) -> Result<(), RpingError> {
-        let wc = self.wc(what)?;
-        if matches!(wc.opcode, WcOpcode::Recv) {
-            return Err(RpingError(format!(
-                "{what}: unexpected message from the peer"
-            )));
+        loop {
+            let wc = self.wc(what)?;
+            if !matches!(wc.opcode, WcOpcode::Recv) {
+                return Ok(());
+            }
+            if self.early_recvs > 0 {
+                return Err(RpingError(format!(
+                    "{what}: unexpected message from the peer"
+                )));
+            }
+            self.early_recvs += 1;
+            self.post_recv()?;
         }
-        Ok(())
     }
 }
 

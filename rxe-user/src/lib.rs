@@ -48,10 +48,12 @@
 
 mod batch_io;
 mod engine;
+mod faults;
 pub mod netdev;
 mod pcap_tap;
 mod udp_device;
 
 pub use engine::Engine;
+pub use faults::Faults;
 pub use pcap_tap::PcapTap;
 pub use udp_device::{UdpDevice, UdpDeviceConfig, UdpDeviceCounters};

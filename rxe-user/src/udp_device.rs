@@ -32,6 +32,9 @@ pub struct UdpDeviceConfig {
     /// A QP's `retry_cnt` of 7 retries forever (`true`, as Linux rxe) or seven times (`false`, as
     /// the IBTA, so a vanished peer ends in `RETRY_EXC_ERR`).
     pub retry_cnt_7_is_infinite: bool,
+    /// Faults injected into this device's datagrams (tests); `None` by default, or what
+    /// `RXE_USER_FAULTS` says. Turns GSO off.
+    pub faults: Option<crate::Faults>,
 }
 
 impl UdpDeviceConfig {
@@ -50,6 +53,7 @@ impl UdpDeviceConfig {
             seed,
             gso: bind.ip().is_loopback(),
             retry_cnt_7_is_infinite: true,
+            faults: crate::Faults::from_env(),
         }
     }
 }
@@ -71,6 +75,12 @@ pub struct UdpDeviceCounters {
     pub tx_syscalls: u64,
     /// Receive calls that returned data (one per datagram, or per GRO-coalesced run).
     pub rx_syscalls: u64,
+    /// Datagrams the fault injector dropped (sent or received), duplicated, reordered.
+    pub faults_dropped: u64,
+    /// See `faults_dropped`.
+    pub faults_duplicated: u64,
+    /// See `faults_dropped`.
+    pub faults_reordered: u64,
 }
 
 /// A Soft-RoCE device on a UDP socket.
@@ -89,6 +99,8 @@ pub struct UdpDevice {
     batch_to: Option<SocketAddr>,
     batch_seg: usize,
     batch_count: usize,
+    /// A datagram the fault injector holds back, and where it goes.
+    held: Option<(Vec<u8>, SocketAddr)>,
     counters: UdpDeviceCounters,
     tap: Option<crate::PcapTap>,
 }
@@ -142,6 +154,7 @@ impl UdpDevice {
             batch_to: None,
             batch_seg: 0,
             batch_count: 0,
+            held: None,
             counters: UdpDeviceCounters::default(),
             tap: None,
         })
@@ -231,6 +244,13 @@ impl UdpDevice {
         let mut off = 0;
         while off < n {
             let len = seg.min(n - off);
+            if let Some(f) = self.cfg.faults.as_mut() {
+                if f.roll(f.loss) {
+                    self.counters.faults_dropped += 1;
+                    off += len;
+                    continue;
+                }
+            }
             self.receive_datagram(HEADROOM + off, len, from)?;
             off += len;
         }
@@ -347,6 +367,10 @@ impl UdpDevice {
             };
             let to = SocketAddr::new(dst, self.cfg.peer_port);
             let payload_len = n - hdr - udp::HEADER_LEN;
+            if self.cfg.faults.is_some() {
+                self.send_faulty(hdr + udp::HEADER_LEN, n, to);
+                continue;
+            }
             if !self.cfg.gso {
                 self.send_one(hdr + udp::HEADER_LEN, n, to);
                 continue;
@@ -369,7 +393,43 @@ impl UdpDevice {
             }
         }
         self.flush_batch();
+        if let Some((p, to)) = self.held.take() {
+            self.send_bytes(&p, to);
+        }
         Ok(any)
+    }
+
+    /// Sends `tx_buf[from..end]` through the fault injector.
+    fn send_faulty(&mut self, from: usize, end: usize, to: SocketAddr) {
+        let Some(f) = self.cfg.faults.as_mut() else {
+            return;
+        };
+        let (drop, dup, hold) = (f.roll(f.loss), f.roll(f.dup), f.roll(f.reorder));
+        if drop {
+            self.counters.faults_dropped += 1;
+            return;
+        }
+        if hold && self.held.is_none() {
+            self.counters.faults_reordered += 1;
+            self.held = Some((self.tx_buf[from..end].to_vec(), to));
+            return;
+        }
+        self.send_one(from, end, to);
+        if dup {
+            self.counters.faults_duplicated += 1;
+            self.send_one(from, end, to);
+        }
+        if let Some((p, to)) = self.held.take() {
+            self.send_bytes(&p, to);
+        }
+    }
+
+    fn send_bytes(&mut self, p: &[u8], to: SocketAddr) {
+        self.counters.tx_syscalls += 1;
+        match self.sock.send_to(p, to) {
+            Ok(_) => self.counters.tx += 1,
+            Err(_) => self.counters.tx_errors += 1,
+        }
     }
 
     fn send_one(&mut self, from: usize, to_end: usize, to: SocketAddr) {

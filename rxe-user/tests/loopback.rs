@@ -12,7 +12,7 @@ use rxe_transport::{
 use rxe_user::{UdpDevice, UdpDeviceConfig, UdpDeviceCounters};
 use rxe_wire::Rkey;
 
-fn open(last: u8, port: u16, gso: bool) -> UdpDevice {
+fn open(last: u8, port: u16, gso: bool, faults: Option<rxe_user::Faults>) -> UdpDevice {
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port);
     let mut cfg = UdpDeviceConfig::new(addr);
     cfg.seed = u64::from(last) * 77;
@@ -21,6 +21,10 @@ fn open(last: u8, port: u16, gso: bool) -> UdpDevice {
     cfg.mtu = rxe_transport::Mtu::M1024;
     assert!(cfg.gso, "loopback peers get GSO by default");
     cfg.gso = gso;
+    cfg.faults = faults.map(|f| rxe_user::Faults {
+        seed: f.seed ^ u64::from(last),
+        ..f
+    });
     UdpDevice::open(cfg).expect("open")
 }
 
@@ -66,8 +70,31 @@ fn the_same_with_gso_sends_and_gro_receives() {
 
 /// Connects two devices, moves data every way, checks it; returns both devices' counters.
 fn transfer(port: u16, gso: bool) -> (UdpDeviceCounters, UdpDeviceCounters) {
-    let mut a = open(1, port, gso);
-    let mut b = open(2, port, gso);
+    transfer_over(port, gso, None)
+}
+
+#[test]
+fn the_same_over_a_lossy_duplicating_reordering_link() {
+    let port = 20000 + (std::process::id() % 20000) as u16 + 2;
+    let f = rxe_user::Faults::parse("loss=2,dup=2,reorder=5").unwrap();
+    let (a, b) = transfer_over(port, true, Some(f));
+    // The injector did its work on both sides, and the data still arrived intact (checked in
+    // transfer_over).
+    for c in [a, b] {
+        assert!(
+            c.faults_dropped + c.faults_duplicated + c.faults_reordered > 0,
+            "{c:?}"
+        );
+    }
+}
+
+fn transfer_over(
+    port: u16,
+    gso: bool,
+    faults: Option<rxe_user::Faults>,
+) -> (UdpDeviceCounters, UdpDeviceCounters) {
+    let mut a = open(1, port, gso, faults);
+    let mut b = open(2, port, gso, faults);
     let setup = |d: &mut UdpDevice| {
         let c = d.core();
         let pd = c.alloc_pd();
