@@ -6,7 +6,7 @@
 //! real tools.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use rxe_transport::device::{CqId, QpInit};
@@ -141,7 +141,9 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     let mtu = mtu_of(args.mtu).ok_or(PingpongError("-m: 256, 512, 1024, 2048 or 4096".into()))?;
     let local_ip = match (args.bind, args.server) {
         (Some(ip), _) => ip,
-        (None, Some(peer)) => route_to(peer)?,
+        (None, Some(peer)) => {
+            rxe_user::netdev::source_address_for(peer).map_err(e("no route to the server"))?
+        }
         (None, None) => {
             return Err(PingpongError(
                 "a server needs --bind ADDR (this device's address)".into(),
@@ -420,18 +422,6 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
         let _ = dev.progress();
     }
     Ok(())
-}
-
-fn route_to(peer: IpAddr) -> Result<IpAddr, PingpongError> {
-    let any: SocketAddr = if peer.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let s = UdpSocket::bind(any).map_err(e("route lookup"))?;
-    s.connect(SocketAddr::new(peer, 4791))
-        .map_err(e("no route to the server"))?;
-    Ok(s.local_addr().map_err(e("route lookup"))?.ip())
 }
 
 #[cfg(test)]

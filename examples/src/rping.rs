@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rxe_transport::cm::{CmEvent, ConnId};
@@ -252,19 +252,6 @@ impl Rping {
     }
 }
 
-/// The local address the system would use to reach `peer`.
-fn local_ip_for(peer: IpAddr) -> Result<IpAddr, RpingError> {
-    let any: SocketAddr = if peer.is_ipv4() {
-        "0.0.0.0:0".parse().map_err(e("address"))?
-    } else {
-        "[::]:0".parse().map_err(e("address"))?
-    };
-    let s = UdpSocket::bind(any).map_err(e("route lookup"))?;
-    s.connect(SocketAddr::new(peer, 4791))
-        .map_err(e("no route to the server"))?;
-    Ok(s.local_addr().map_err(e("route lookup"))?.ip())
-}
-
 /// rping's start-buffer contents for ping `i`.
 pub fn ping_pattern(i: u32, size: usize) -> Vec<u8> {
     let mut data = format!("rdma-ping-{i}: ").into_bytes();
@@ -291,7 +278,8 @@ pub fn run(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
 }
 
 fn client(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
-    let local = local_ip_for(args.addr)?;
+    let local =
+        rxe_user::netdev::source_address_for(args.addr).map_err(e("no route to the server"))?;
     let mut r = Rping::open(
         SocketAddr::new(local, args.udp_port),
         args.size,

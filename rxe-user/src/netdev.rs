@@ -28,6 +28,19 @@ pub fn netdev_mtu(ip: IpAddr) -> Option<u32> {
         .ok()
 }
 
+/// The local address this host would send from to reach `peer` (the routing table's answer,
+/// through a connected UDP socket; nothing is sent).
+pub fn source_address_for(peer: IpAddr) -> std::io::Result<IpAddr> {
+    let any = if peer.is_ipv4() {
+        std::net::SocketAddr::from(([0u8; 4], 0))
+    } else {
+        std::net::SocketAddr::from(([0u16; 8], 0))
+    };
+    let s = std::net::UdpSocket::bind(any)?;
+    s.connect(std::net::SocketAddr::new(peer, 4791))?;
+    Ok(s.local_addr()?.ip())
+}
+
 /// The active MTU a device bound to `ip` gets: from the interface's MTU, 1024 when unknown.
 pub fn active_mtu(ip: IpAddr) -> Mtu {
     netdev_mtu(ip).map_or(Mtu::M1024, Mtu::for_netdev_mtu)
@@ -90,6 +103,12 @@ mod tests {
         // An address no interface holds: unknown, 1024.
         assert_eq!(interface_of("192.0.2.77".parse().unwrap()), None);
         assert_eq!(active_mtu("192.0.2.77".parse().unwrap()), Mtu::M1024);
+    }
+
+    #[test]
+    fn the_route_to_loopback_starts_at_loopback() {
+        let a = source_address_for("127.0.0.9".parse().unwrap()).unwrap();
+        assert!(a.is_loopback());
     }
 
     #[test]

@@ -2,16 +2,18 @@
 //! posts work and blocks in `wait_cq`. SENDs ping-pong, a WRITE and a READ move data that is
 //! checked, and the devices come back from `stop`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use rxe_transport::device::{CqId, QpInit};
+use common::{lo, rc_qp, Path};
+use rxe_transport::device::CqId;
 use rxe_transport::{
-    Access, AddressVector, Mtu, QpAttr, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge,
-    WcOpcode, WcStatus, WrOpcode,
+    Access, Mtu, RecvWr, Remote, SendFlags, SendWr, Sge, WcOpcode, WcStatus, WrOpcode,
 };
 use rxe_user::{Engine, UdpDevice, UdpDeviceConfig};
-use rxe_wire::{Psn, Qpn, Rkey};
+use rxe_wire::{Qpn, Rkey};
 
 const BUF: u64 = 0x20_0000;
 const T: Duration = Duration::from_secs(5);
@@ -25,7 +27,7 @@ struct Side {
 }
 
 fn side(last: u8, port: u16) -> Side {
-    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
+    let ip = lo(last);
     let dev = UdpDevice::open(UdpDeviceConfig::new(SocketAddr::new(ip, port))).unwrap();
     let e = Engine::start(dev);
     let (qpn, cq, key) = e
@@ -41,25 +43,7 @@ fn side(last: u8, port: u16) -> Side {
                 )
                 .unwrap();
             let cq = c.create_cq(256);
-            let qpn = c
-                .create_qp(&QpInit {
-                    qp_type: QpType::Rc,
-                    pd,
-                    send_cq: cq,
-                    recv_cq: cq,
-                })
-                .unwrap();
-            c.modify_qp(
-                qpn,
-                &QpAttr {
-                    state: Some(QpState::Init),
-                    pkey_index: Some(0),
-                    port: Some(1),
-                    access: Some(Access::REMOTE_WRITE | Access::REMOTE_READ),
-                    ..QpAttr::default()
-                },
-            )
-            .unwrap();
+            let qpn = rc_qp(c, pd, cq);
             (qpn, cq, mr.lkey)
         })
         .unwrap();
@@ -73,45 +57,17 @@ fn side(last: u8, port: u16) -> Side {
 }
 
 fn connect(s: &Side, peer: &Side) {
-    let (qpn, ip, pip, pqpn) = (s.qpn, s.ip, peer.ip, peer.qpn);
-    s.e.with(|d| {
-        let c = d.core();
-        c.modify_qp(
-            qpn,
-            &QpAttr {
-                state: Some(QpState::Rtr),
-                av: Some(AddressVector {
-                    sgid: ip,
-                    dgid: pip,
-                    hop_limit: 64,
-                    traffic_class: 0,
-                    flow_label: 0,
-                    udp_sport: None,
-                }),
-                path_mtu: Some(Mtu::M4096),
-                dest_qp: Some(pqpn),
-                rq_psn: Some(Psn::new(7)),
-                max_dest_rd_atomic: Some(4),
-                min_rnr_timer: Some(12),
-                ..QpAttr::default()
-            },
-        )
-        .unwrap();
-        c.modify_qp(
-            qpn,
-            &QpAttr {
-                state: Some(QpState::Rts),
-                timeout: Some(14),
-                retry_cnt: Some(7),
-                rnr_retry: Some(7),
-                sq_psn: Some(Psn::new(7)),
-                max_rd_atomic: Some(4),
-                ..QpAttr::default()
-            },
-        )
-        .unwrap();
-    })
-    .unwrap();
+    let path = Path {
+        me: s.ip,
+        peer: peer.ip,
+        dest: peer.qpn,
+        my_psn: 7,
+        peer_psn: 7,
+        mtu: Mtu::M4096,
+        timeout: 14,
+    };
+    let q = s.qpn;
+    s.e.with(|d| common::connect(d.core(), q, &path)).unwrap();
 }
 
 fn ok(s: &Side) -> rxe_transport::WorkCompletion {

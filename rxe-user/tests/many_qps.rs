@@ -2,24 +2,23 @@
 //! and then READing it back at the same time; every byte lands where its QP put it and every
 //! QP completes (demultiplexing by QPN, fair transmit across QPs).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rxe_transport::device::{CqId, QpInit};
-use rxe_transport::{
-    Access, AddressVector, Mtu, QpAttr, QpState, QpType, Remote, SendFlags, SendWr, Sge, WcOpcode,
-    WcStatus, WrOpcode,
-};
+use common::{connect, lo, rc_qp, Path};
+use rxe_transport::device::CqId;
+use rxe_transport::{Access, Mtu, Remote, SendFlags, SendWr, Sge, WcOpcode, WcStatus, WrOpcode};
 use rxe_user::{UdpDevice, UdpDeviceConfig};
-use rxe_wire::{Psn, Qpn, Rkey};
+use rxe_wire::{Qpn, Rkey};
 
 const QPS: usize = 64;
 const CHUNK: u64 = 16 * 1024;
 const BUF: u64 = 0x100_0000;
 
 fn open(last: u8, port: u16) -> (UdpDevice, CqId, u32, rxe_transport::Pd) {
-    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
-    let mut d = UdpDevice::open(UdpDeviceConfig::new(SocketAddr::new(ip, port))).unwrap();
+    let mut d = UdpDevice::open(UdpDeviceConfig::new(SocketAddr::new(lo(last), port))).unwrap();
     let c = d.core();
     let pd = c.alloc_pd();
     let mr = c
@@ -34,78 +33,25 @@ fn open(last: u8, port: u16) -> (UdpDevice, CqId, u32, rxe_transport::Pd) {
     (d, cq, mr.lkey, pd)
 }
 
-fn qp(d: &mut UdpDevice, cq: CqId, pd: rxe_transport::Pd) -> Qpn {
-    let c = d.core();
-    let q = c
-        .create_qp(&QpInit {
-            qp_type: QpType::Rc,
-            pd,
-            send_cq: cq,
-            recv_cq: cq,
-        })
-        .unwrap();
-    c.modify_qp(
-        q,
-        &QpAttr {
-            state: Some(QpState::Init),
-            pkey_index: Some(0),
-            port: Some(1),
-            access: Some(Access::REMOTE_WRITE | Access::REMOTE_READ),
-            ..QpAttr::default()
-        },
-    )
-    .unwrap();
-    q
-}
-
-fn connect(d: &mut UdpDevice, q: Qpn, me: u8, peer: u8, dest: Qpn) {
-    let c = d.core();
-    c.modify_qp(
-        q,
-        &QpAttr {
-            state: Some(QpState::Rtr),
-            av: Some(AddressVector {
-                sgid: IpAddr::V4(Ipv4Addr::new(127, 0, 0, me)),
-                dgid: IpAddr::V4(Ipv4Addr::new(127, 0, 0, peer)),
-                hop_limit: 64,
-                traffic_class: 0,
-                flow_label: 0,
-                udp_sport: None,
-            }),
-            path_mtu: Some(Mtu::M1024),
-            dest_qp: Some(dest),
-            rq_psn: Some(Psn::new(dest.value() * 1000)),
-            max_dest_rd_atomic: Some(4),
-            min_rnr_timer: Some(12),
-            ..QpAttr::default()
-        },
-    )
-    .unwrap();
-    c.modify_qp(
-        q,
-        &QpAttr {
-            state: Some(QpState::Rts),
-            timeout: Some(14),
-            retry_cnt: Some(7),
-            rnr_retry: Some(7),
-            sq_psn: Some(Psn::new(q.value() * 1000)),
-            max_rd_atomic: Some(4),
-            ..QpAttr::default()
-        },
-    )
-    .unwrap();
-}
-
 #[test]
 fn sixty_four_qps_write_and_read_at_once() {
     let port = 30000 + (std::process::id() % 20000) as u16;
     let (mut a, cqa, ka, pda) = open(1, port);
     let (mut b, cqb, kb, pdb) = open(2, port);
-    let qa: Vec<Qpn> = (0..QPS).map(|_| qp(&mut a, cqa, pda)).collect();
-    let qb: Vec<Qpn> = (0..QPS).map(|_| qp(&mut b, cqb, pdb)).collect();
+    let qa: Vec<Qpn> = (0..QPS).map(|_| rc_qp(a.core(), pda, cqa)).collect();
+    let qb: Vec<Qpn> = (0..QPS).map(|_| rc_qp(b.core(), pdb, cqb)).collect();
     for i in 0..QPS {
-        connect(&mut a, qa[i], 1, 2, qb[i]);
-        connect(&mut b, qb[i], 2, 1, qa[i]);
+        let path = |me, peer, dest: Qpn, mine: Qpn| Path {
+            me: lo(me),
+            peer: lo(peer),
+            dest,
+            my_psn: mine.value() * 1000,
+            peer_psn: dest.value() * 1000,
+            mtu: Mtu::M1024,
+            timeout: 14,
+        };
+        connect(a.core(), qa[i], &path(1, 2, qb[i], qa[i]));
+        connect(b.core(), qb[i], &path(2, 1, qa[i], qb[i]));
     }
     // Each QP's chunk carries its index in every byte (plus the offset, so order matters).
     for (j, x) in a.core().mr_bytes_mut(ka).unwrap()[..QPS * CHUNK as usize]

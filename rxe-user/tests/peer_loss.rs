@@ -2,16 +2,15 @@
 //! the survivor's outstanding work completes with `RETRY_EXC_ERR` after `retry_cnt` local ACK
 //! timeouts, the rest is flushed, and nothing hangs.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rxe_transport::device::QpInit;
-use rxe_transport::{
-    Access, AddressVector, Mtu, QpAttr, QpState, QpType, Remote, SendFlags, SendWr, Sge, WcStatus,
-    WrOpcode,
-};
+use common::{lo, rc_qp, Path};
+use rxe_transport::{Access, Mtu, QpState, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode};
 use rxe_user::{UdpDevice, UdpDeviceConfig};
-use rxe_wire::{Psn, Qpn, Rkey};
+use rxe_wire::{Qpn, Rkey};
 
 const BUF: u64 = 0x10_0000;
 
@@ -23,7 +22,7 @@ struct Side {
 }
 
 fn side(last: u8, port: u16) -> Side {
-    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port);
+    let addr = SocketAddr::new(lo(last), port);
     let mut cfg = UdpDeviceConfig::new(addr);
     cfg.retry_cnt_7_is_infinite = false;
     let mut dev = UdpDevice::open(cfg).expect("open");
@@ -38,25 +37,7 @@ fn side(last: u8, port: u16) -> Side {
         )
         .unwrap();
     let cq = c.create_cq(256);
-    let qpn = c
-        .create_qp(&QpInit {
-            qp_type: QpType::Rc,
-            pd,
-            send_cq: cq,
-            recv_cq: cq,
-        })
-        .unwrap();
-    c.modify_qp(
-        qpn,
-        &QpAttr {
-            state: Some(QpState::Init),
-            pkey_index: Some(0),
-            port: Some(1),
-            access: Some(Access::REMOTE_WRITE | Access::REMOTE_READ),
-            ..QpAttr::default()
-        },
-    )
-    .unwrap();
+    let qpn = rc_qp(c, pd, cq);
     Side {
         dev,
         qpn,
@@ -66,42 +47,17 @@ fn side(last: u8, port: u16) -> Side {
 }
 
 fn connect(s: &mut Side, me: u8, peer: &Side, peer_last: u8) {
-    let c = s.dev.core();
-    c.modify_qp(
-        s.qpn,
-        &QpAttr {
-            state: Some(QpState::Rtr),
-            av: Some(AddressVector {
-                sgid: IpAddr::V4(Ipv4Addr::new(127, 0, 0, me)),
-                dgid: IpAddr::V4(Ipv4Addr::new(127, 0, 0, peer_last)),
-                hop_limit: 64,
-                traffic_class: 0,
-                flow_label: 0,
-                udp_sport: None,
-            }),
-            path_mtu: Some(Mtu::M1024),
-            dest_qp: Some(peer.qpn),
-            rq_psn: Some(Psn::new(100)),
-            max_dest_rd_atomic: Some(4),
-            min_rnr_timer: Some(12),
-            ..QpAttr::default()
-        },
-    )
-    .unwrap();
-    c.modify_qp(
-        s.qpn,
-        &QpAttr {
-            state: Some(QpState::Rts),
-            // 4.096 µs × 2^10 ≈ 4 ms per try, 7 retries.
-            timeout: Some(10),
-            retry_cnt: Some(7),
-            rnr_retry: Some(7),
-            sq_psn: Some(Psn::new(100)),
-            max_rd_atomic: Some(4),
-            ..QpAttr::default()
-        },
-    )
-    .unwrap();
+    let path = Path {
+        me: lo(me),
+        peer: lo(peer_last),
+        dest: peer.qpn,
+        my_psn: 100,
+        peer_psn: 100,
+        mtu: Mtu::M1024,
+        // 4.096 µs × 2^10 ≈ 4 ms per try, 7 retries.
+        timeout: 10,
+    };
+    common::connect(s.dev.core(), s.qpn, &path);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! `run_iter_lat_write`, `run_iter_lat_send`) and the reports.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use rxe_transport::device::{CqId, Device, QpInit, QP_DEPTH};
@@ -431,7 +431,8 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         Some(peer) => {
             let local = match args.bind {
                 Some(ip) => ip,
-                None => route_to(peer)?,
+                None => rxe_user::netdev::source_address_for(peer)
+                    .map_err(e("no route to the server"))?,
             };
             let s = connect_retry(SocketAddr::new(peer, args.port), args.timeout)?;
             (s, local)
@@ -1044,18 +1045,6 @@ fn connect_retry(to: SocketAddr, timeout: Duration) -> Result<TcpStream, Perftes
             Err(x) => return Err(PerftestError(format!("Couldn't connect to {to}: {x}"))),
         }
     }
-}
-
-fn route_to(peer: IpAddr) -> Result<IpAddr, PerftestError> {
-    let any: SocketAddr = if peer.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let s = UdpSocket::bind(any).map_err(e("route lookup"))?;
-    s.connect(SocketAddr::new(peer, 4791))
-        .map_err(e("no route to the server"))?;
-    Ok(s.local_addr().map_err(e("route lookup"))?.ip())
 }
 
 #[cfg(test)]

@@ -1,0 +1,91 @@
+//! What several tests set up the same way: an RC QP in INIT and its move to RTS towards a peer.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use rxe_transport::device::{CqId, Device, QpInit};
+use rxe_transport::{Access, AddressVector, Mtu, Pd, QpAttr, QpState, QpType};
+use rxe_wire::{Psn, Qpn};
+
+/// 127.0.0.`last`.
+pub(crate) fn lo(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// An RC QP on `cq` in INIT that allows remote READ and WRITE.
+pub(crate) fn rc_qp(c: &mut Device, pd: Pd, cq: CqId) -> Qpn {
+    let q = c
+        .create_qp(&QpInit {
+            qp_type: QpType::Rc,
+            pd,
+            send_cq: cq,
+            recv_cq: cq,
+        })
+        .unwrap();
+    c.modify_qp(
+        q,
+        &QpAttr {
+            state: Some(QpState::Init),
+            pkey_index: Some(0),
+            port: Some(1),
+            access: Some(Access::REMOTE_WRITE | Access::REMOTE_READ),
+            ..QpAttr::default()
+        },
+    )
+    .unwrap();
+    q
+}
+
+/// How [`connect`] sets a QP up.
+pub(crate) struct Path {
+    /// This side's address and the peer's.
+    pub(crate) me: IpAddr,
+    pub(crate) peer: IpAddr,
+    /// The peer's QP.
+    pub(crate) dest: Qpn,
+    /// The PSN each side starts from (the peer's start is this side's expected PSN).
+    pub(crate) my_psn: u32,
+    pub(crate) peer_psn: u32,
+    pub(crate) mtu: Mtu,
+    /// Local ACK timeout exponent.
+    pub(crate) timeout: u8,
+}
+
+/// INIT → RTR → RTS towards `p.dest` (retry_cnt and rnr_retry 7, 4 READs outstanding).
+pub(crate) fn connect(c: &mut Device, q: Qpn, p: &Path) {
+    c.modify_qp(
+        q,
+        &QpAttr {
+            state: Some(QpState::Rtr),
+            av: Some(AddressVector {
+                sgid: p.me,
+                dgid: p.peer,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+                udp_sport: None,
+            }),
+            path_mtu: Some(p.mtu),
+            dest_qp: Some(p.dest),
+            rq_psn: Some(Psn::new(p.peer_psn)),
+            max_dest_rd_atomic: Some(4),
+            min_rnr_timer: Some(12),
+            ..QpAttr::default()
+        },
+    )
+    .unwrap();
+    c.modify_qp(
+        q,
+        &QpAttr {
+            state: Some(QpState::Rts),
+            timeout: Some(p.timeout),
+            retry_cnt: Some(7),
+            rnr_retry: Some(7),
+            sq_psn: Some(Psn::new(p.my_psn)),
+            max_rd_atomic: Some(4),
+            ..QpAttr::default()
+        },
+    )
+    .unwrap();
+}
