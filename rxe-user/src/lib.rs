@@ -31,6 +31,12 @@
 //! (`UdpDeviceConfig::gso`), and the socket takes GRO-coalesced datagrams on receive; on this
 //! kind of machine that is what takes a 64 KiB RDMA WRITE past the plain-UDP ceiling.
 //!
+//! ## Fault injection
+//!
+//! [`Faults`] (or `RXE_USER_FAULTS=loss=1,dup=1,reorder=5`) drops, duplicates and reorders the
+//! device's own datagrams, so a peer sees a faulty link where the network itself can't be made
+//! one (no `netem`); the interop suite runs rping and ib_write_bw against Linux rxe this way.
+//!
 //! ## pcap tap
 //!
 //! `UdpDevice::tap(path)` records every packet the device sends and receives in a pcap, as the IP
