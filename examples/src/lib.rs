@@ -6,6 +6,7 @@ pub mod capture;
 pub mod demo;
 pub mod devinfo;
 pub mod dump;
+pub mod host_addr;
 pub mod perftest;
 pub mod pingpong;
 pub mod rping;

@@ -5,8 +5,9 @@
 //! area before each received message), and the same ping-pong of SENDs, so they run against the
 //! real tools.
 
+use crate::host_addr::HostAddr;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use rxe_transport::device::{CqId, QpInit};
@@ -23,7 +24,7 @@ pub struct PingpongArgs {
     /// UD (`ibv_ud_pingpong`) instead of RC.
     pub ud: bool,
     /// The server to connect to; `None`: be the server.
-    pub server: Option<IpAddr>,
+    pub server: Option<HostAddr>,
     /// `-p`: TCP port of the exchange.
     pub port: u16,
     /// `-s`: message size.
@@ -35,7 +36,7 @@ pub struct PingpongArgs {
     /// `-n`: exchanges.
     pub iters: u32,
     /// Address of this device (server: where to listen; default: the route to the peer).
-    pub bind: Option<IpAddr>,
+    pub bind: Option<HostAddr>,
     /// RoCEv2 UDP port.
     pub udp_port: u16,
     /// Give up when nothing happens for this long.
@@ -139,20 +140,22 @@ const SEND_ID: u64 = 2;
 /// Runs ibv_rc_pingpong; writes what it prints to `out`.
 pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongError> {
     let mtu = mtu_of(args.mtu).ok_or(PingpongError("-m: 256, 512, 1024, 2048 or 4096".into()))?;
-    let local_ip = match (args.bind, args.server) {
+    let local = match (args.bind, args.server) {
         (Some(ip), _) => ip,
-        (None, Some(peer)) => {
-            rxe_user::netdev::source_address_for(peer).map_err(e("no route to the server"))?
-        }
+        (None, Some(peer)) => HostAddr::of(
+            rxe_user::netdev::source_address_for(peer.with_port(args.port))
+                .map_err(e("no route to the server"))?,
+        ),
         (None, None) => {
             return Err(PingpongError(
                 "a server needs --bind ADDR (this device's address)".into(),
             ))
         }
     };
-    let mut cfg = UdpDeviceConfig::new(SocketAddr::new(local_ip, args.udp_port));
+    let mut cfg = UdpDeviceConfig::new(local.with_port(args.udp_port));
     cfg.mtu = mtu;
     let mut dev = UdpDevice::open(cfg).map_err(e("open device"))?;
+    let local_ip = local.ip;
     let size = args.size.max(1);
     if args.ud && size > mtu.bytes() {
         return Err(PingpongError(format!(
@@ -219,7 +222,8 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
         psn: c.random_psn().value(),
         gid: rxe_wire::cma::gid_of(local_ip),
     };
-    // rc_pingpong writes ", GID", ud_pingpong ": GID".
+    // rc_pingpong writes ", GID", ud_pingpong ": GID" for the local address (", GID" for the
+    // remote one, as both do).
     let sep = if args.ud { ':' } else { ',' };
     writeln!(
         out,
@@ -282,7 +286,7 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     };
     let rem = match args.server {
         Some(peer) => {
-            let mut s = TcpStream::connect(SocketAddr::new(peer, args.port))
+            let mut s = TcpStream::connect(peer.with_port(args.port))
                 .map_err(e("couldn't connect to the server"))?;
             s.write_all(&my.to_wire())
                 .map_err(e("send local address"))?;
@@ -294,8 +298,14 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
             rem
         }
         None => {
-            let l = TcpListener::bind(SocketAddr::new(local_ip, args.port))
-                .map_err(e("couldn't listen"))?;
+            // As ibv_rc_pingpong, on every address (dual-stack) for a link-local device address,
+            // whose exchange may come over IPv4; on the device's address otherwise.
+            let listen = if local.is_link_local() {
+                SocketAddr::from(([0u16; 8], args.port))
+            } else {
+                local.with_port(args.port)
+            };
+            let l = TcpListener::bind(listen).map_err(e("couldn't listen"))?;
             let (mut s, _) = l.accept().map_err(e("accept"))?;
             let mut m = [0u8; MSG_LEN];
             s.read_exact(&mut m).map_err(e("read remote address"))?;
@@ -311,7 +321,7 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     };
     writeln!(
         out,
-        "  remote address: LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}{sep} GID {}",
+        "  remote address: LID 0x{:04x}, QPN 0x{:06x}, PSN 0x{:06x}, GID {}",
         rem.lid,
         rem.qpn,
         rem.psn,

@@ -6,9 +6,10 @@
 //! WRITEs the data back there and goes ahead again; with `-V` the client compares. The start
 //! buffer holds `rdma-ping-%d: ` and then ASCII `A`..`z` from a start that moves each ping.
 
+use crate::host_addr::HostAddr;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rxe_transport::cm::{CmEvent, ConnId};
@@ -26,7 +27,7 @@ pub struct RpingArgs {
     /// Server (`-s`) or client (`-c`).
     pub server: bool,
     /// `-a`: the server's address (client) or the address to bind (server).
-    pub addr: IpAddr,
+    pub addr: HostAddr,
     /// `-p`: the rdma_cm port (7174).
     pub port: u16,
     /// `-C`: pings (client; 0 = forever).
@@ -278,10 +279,10 @@ pub fn run(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
 }
 
 fn client(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
-    let local =
-        rxe_user::netdev::source_address_for(args.addr).map_err(e("no route to the server"))?;
+    let local = rxe_user::netdev::source_address_for(args.addr.with_port(args.port))
+        .map_err(e("no route to the server"))?;
     let mut r = Rping::open(
-        SocketAddr::new(local, args.udp_port),
+        HostAddr::of(local).with_port(args.udp_port),
         args.size,
         args.timeout,
     )?;
@@ -293,7 +294,7 @@ fn client(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
         .connect(
             now,
             qpn,
-            args.addr,
+            args.addr.ip,
             args.port,
             40000 + (std::process::id() % 20000) as u16,
             1,
@@ -356,7 +357,7 @@ fn client(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
 
 fn server(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
     let mut r = Rping::open(
-        SocketAddr::new(args.addr, args.udp_port),
+        args.addr.with_port(args.udp_port),
         args.size,
         Duration::from_secs(u64::MAX / 4),
     )?;

@@ -45,7 +45,7 @@ fn rping_client_and_server_in_two_threads_over_loopback() {
     let udp_port = 50000 + (std::process::id() % 10000) as u16;
     let args = move |server: bool| RpingArgs {
         server,
-        addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+        addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)).into(),
         port: 7174,
         count: 20,
         size: 200,

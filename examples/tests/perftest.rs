@@ -24,7 +24,7 @@ fn pair_in(
 ) -> (String, String) {
     let port = 20000 + (std::process::id() % 5000) as u16 * 4 + n;
     let mut srv = PerftestArgs::new(test);
-    srv.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+    srv.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)).into());
     srv.port = port;
     srv.udp_port = port + 20000;
     srv.size = size;
@@ -34,8 +34,8 @@ fn pair_in(
     srv.engine = engine;
     srv.cmp_swap = test == Test::AtomicBw && n == CAS_PORT_SLOT;
     let mut cli = srv.clone();
-    cli.server = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
-    cli.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    cli.server = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)).into());
+    cli.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)).into());
     let s = std::thread::spawn(move || {
         let mut out = Vec::new();
         let r = run(&srv, &mut out);
@@ -157,7 +157,7 @@ fn bad_flags_and_absent_peers_are_one_line_errors() {
     assert!(run(&a, &mut Vec::new()).unwrap_err().0.contains("-a"));
     // Nobody listens: the client says so within its timeout.
     let mut a = PerftestArgs::new(Test::ReadBw);
-    a.server = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    a.server = Some(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
     a.port = 1;
     a.timeout = Duration::from_secs(1);
     let e = run(&a, &mut Vec::new()).unwrap_err().0;
@@ -171,7 +171,7 @@ fn a_client_whose_peer_vanishes_reports_it() {
     let port = l.local_addr().unwrap().port();
     let t = std::thread::spawn(move || drop(l.accept()));
     let mut a = PerftestArgs::new(Test::ReadLat);
-    a.server = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    a.server = Some(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
     a.port = port;
     a.udp_port = port;
     a.timeout = Duration::from_secs(2);

@@ -18,6 +18,15 @@
 //! sends with that UDP source port instead of Linux's per-QP entropy ports. Devices on a port
 //! other than 4791 (several on one host) build and check their packets as if addressed to 4791.
 //!
+//! ## IPv6
+//!
+//! A device bound to an IPv6 address has that address as its GID. Linux rxe sends its IPv6
+//! datagrams with a zero UDP checksum (the ICRC protects the packet), which the kernel hands only
+//! to sockets that accept them, so the device's socket sets `UDP_NO_CHECK6_RX`; ours go out with
+//! a real checksum, which Linux accepts too. A link-local address (`fe80::/10`, the first GID
+//! Linux gives every RoCE port) belongs to one interface: bound with scope 0, the device takes the
+//! scope of the interface holding the address, and link-local peers are reached through it.
+//!
 //! ## Progress
 //!
 //! Busy polling: the caller's thread calls [`UdpDevice::progress`] (lowest latency; what the

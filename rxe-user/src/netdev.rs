@@ -3,7 +3,7 @@
 //! gives 1024).
 
 use std::ffi::CStr;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rxe_transport::Mtu;
 
@@ -28,17 +28,50 @@ pub fn netdev_mtu(ip: IpAddr) -> Option<u32> {
         .ok()
 }
 
-/// The local address this host would send from to reach `peer` (the routing table's answer,
-/// through a connected UDP socket; nothing is sent).
-pub fn source_address_for(peer: IpAddr) -> std::io::Result<IpAddr> {
+/// The local address (and, for IPv6 link-local, its scope) this host would send from to reach
+/// `peer` (the routing table's answer, through a connected UDP socket; nothing is sent). A
+/// link-local `peer` needs its scope (interface index); the port is ignored and the answer's is 0.
+pub fn source_address_for(peer: SocketAddr) -> std::io::Result<SocketAddr> {
     let any = if peer.is_ipv4() {
-        std::net::SocketAddr::from(([0u8; 4], 0))
+        SocketAddr::from(([0u8; 4], 0))
     } else {
-        std::net::SocketAddr::from(([0u16; 8], 0))
+        SocketAddr::from(([0u16; 8], 0))
     };
     let s = std::net::UdpSocket::bind(any)?;
-    s.connect(std::net::SocketAddr::new(peer, 4791))?;
-    Ok(s.local_addr()?.ip())
+    let mut to = peer;
+    to.set_port(4791);
+    s.connect(to)?;
+    let mut local = s.local_addr()?;
+    local.set_port(0);
+    if let SocketAddr::V6(a) = &mut local {
+        // The kernel leaves the scope out of a connected socket's name; the peer's is ours.
+        if is_link_local(*a.ip()) && a.scope_id() == 0 {
+            if let SocketAddr::V6(p) = peer {
+                a.set_scope_id(p.scope_id());
+            }
+        }
+    }
+    Ok(local)
+}
+
+/// Whether `ip` is an IPv6 link-local address (fe80::/10), which is only meaningful together
+/// with an interface.
+pub fn is_link_local(ip: Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The index of the interface named `name` (`if_nametoindex`).
+#[allow(unsafe_code)]
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// The index of the interface that holds the IPv6 address `ip` (its scope, for link-local).
+pub fn scope_of(ip: Ipv6Addr) -> Option<u32> {
+    interface_of(IpAddr::V6(ip)).and_then(|n| interface_index(&n))
 }
 
 /// The active MTU a device bound to `ip` gets: from the interface's MTU, 1024 when unknown.
@@ -107,8 +140,26 @@ mod tests {
 
     #[test]
     fn the_route_to_loopback_starts_at_loopback() {
-        let a = source_address_for("127.0.0.9".parse().unwrap()).unwrap();
-        assert!(a.is_loopback());
+        let a = source_address_for("127.0.0.9:0".parse().unwrap()).unwrap();
+        assert!(a.ip().is_loopback());
+        assert_eq!(a.port(), 0);
+    }
+
+    #[test]
+    fn loopback_has_an_index_and_link_local_is_recognised() {
+        let lo = interface_index("lo").unwrap();
+        assert!(lo > 0);
+        assert_eq!(interface_index("no-such-if0"), None);
+        assert!(is_link_local("fe80::1".parse().unwrap()));
+        assert!(is_link_local("febf::1".parse().unwrap()));
+        assert!(!is_link_local("fec0::1".parse().unwrap()));
+        assert!(!is_link_local("::1".parse().unwrap()));
+        if interface_addresses()
+            .iter()
+            .any(|(_, a)| *a == IpAddr::V6(Ipv6Addr::LOCALHOST))
+        {
+            assert_eq!(scope_of(Ipv6Addr::LOCALHOST), Some(lo));
+        }
     }
 
     #[test]

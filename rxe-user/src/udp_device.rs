@@ -105,17 +105,33 @@ pub struct UdpDevice {
     tap: Option<crate::PcapTap>,
 }
 
+/// `setsockopt(IPPROTO_UDP, UDP_NO_CHECK6_RX)`: accept IPv6 UDP datagrams whose checksum is zero
+/// (linux/udp.h; not in the libc crate).
+const UDP_NO_CHECK6_RX: libc::c_int = 102;
+
 /// Room before the UDP payload for the rebuilt IP and UDP headers.
 const HEADROOM: usize = ipv6::HEADER_LEN + udp::HEADER_LEN;
 
 impl UdpDevice {
     /// Binds the socket and creates the device.
-    pub fn open(cfg: UdpDeviceConfig) -> io::Result<UdpDevice> {
+    pub fn open(mut cfg: UdpDeviceConfig) -> io::Result<UdpDevice> {
         if cfg.bind.ip().is_unspecified() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "bind a specific address: it is the device's GID",
             ));
+        }
+        if let SocketAddr::V6(a) = &mut cfg.bind {
+            // A link-local GID lives on one interface: the one holding the address.
+            if crate::netdev::is_link_local(*a.ip()) && a.scope_id() == 0 {
+                let scope = crate::netdev::scope_of(*a.ip()).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        "no interface holds this link-local address",
+                    )
+                })?;
+                a.set_scope_id(scope);
+            }
         }
         let sock = UdpSocket::bind(cfg.bind)?;
         sock.set_nonblocking(true)?;
@@ -127,6 +143,10 @@ impl UdpDevice {
                 libc::IP_MTU_DISCOVER,
                 libc::IP_PMTUDISC_DO,
             )?;
+        } else {
+            // Linux rxe sends its IPv6 datagrams with a zero UDP checksum (RoCEv2 relies on the
+            // ICRC), which the kernel drops unless the socket accepts them.
+            set_sockopt(&sock, libc::IPPROTO_UDP, UDP_NO_CHECK6_RX, 1)?;
         }
         for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
             // Best effort: bigger buffers absorb bursts of a window of packets.
@@ -365,7 +385,7 @@ impl UdpDevice {
                     (IpAddr::V6(a.into()), ipv6::HEADER_LEN)
                 }
             };
-            let to = SocketAddr::new(dst, self.cfg.peer_port);
+            let to = self.peer_addr(dst);
             let payload_len = n - hdr - udp::HEADER_LEN;
             if self.cfg.faults.is_some() {
                 self.send_faulty(hdr + udp::HEADER_LEN, n, to);
@@ -400,6 +420,22 @@ impl UdpDevice {
     }
 
     /// Sends `tx_buf[from..end]` through the fault injector.
+    /// Where a packet for `dst` goes: the peers' port and, for a link-local peer, this device's
+    /// interface.
+    fn peer_addr(&self, dst: IpAddr) -> SocketAddr {
+        match (dst, self.cfg.bind) {
+            (IpAddr::V6(d), SocketAddr::V6(b)) if crate::netdev::is_link_local(d) => {
+                SocketAddr::V6(std::net::SocketAddrV6::new(
+                    d,
+                    self.cfg.peer_port,
+                    0,
+                    b.scope_id(),
+                ))
+            }
+            _ => SocketAddr::new(dst, self.cfg.peer_port),
+        }
+    }
+
     fn send_faulty(&mut self, from: usize, end: usize, to: SocketAddr) {
         let Some(f) = self.cfg.faults.as_mut() else {
             return;

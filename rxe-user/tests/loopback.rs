@@ -1,7 +1,7 @@
 //! Two UDP devices on loopback (127.0.0.1 and 127.0.0.2, same port) connect through the
 //! rdma_cm-compatible CM over their QP1s and move data with SEND, WRITE and READ.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rxe_transport::cm::CmEvent;
@@ -12,9 +12,31 @@ use rxe_transport::{
 use rxe_user::{UdpDevice, UdpDeviceConfig, UdpDeviceCounters};
 use rxe_wire::Rkey;
 
-fn open(last: u8, port: u16, gso: bool, faults: Option<rxe_user::Faults>) -> UdpDevice {
-    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port);
+/// Where the two devices live.
+#[derive(Clone, Copy)]
+enum Net {
+    /// 127.0.0.1 and 127.0.0.2, both on `port`.
+    V4,
+    /// Both on ::1 (IPv6 loopback has one address), on `port` and `port + 1`, each sending
+    /// with a zero UDP checksum as Linux rxe does over IPv6.
+    V6ZeroChecksum,
+}
+
+impl Net {
+    fn addr(self, last: u8, port: u16) -> SocketAddr {
+        match self {
+            Net::V4 => SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port),
+            Net::V6ZeroChecksum => {
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port + u16::from(last) - 1)
+            }
+        }
+    }
+}
+
+fn open(net: Net, last: u8, port: u16, gso: bool, faults: Option<rxe_user::Faults>) -> UdpDevice {
+    let addr = net.addr(last, port);
     let mut cfg = UdpDeviceConfig::new(addr);
+    cfg.peer_port = net.addr(3 - last, port).port();
     cfg.seed = u64::from(last) * 77;
     // Loopback's default would be 4096; 1024 makes the 64 KiB transfers many packets.
     assert_eq!(cfg.mtu, rxe_user::netdev::active_mtu(addr.ip()));
@@ -25,7 +47,35 @@ fn open(last: u8, port: u16, gso: bool, faults: Option<rxe_user::Faults>) -> Udp
         seed: f.seed ^ u64::from(last),
         ..f
     });
-    UdpDevice::open(cfg).expect("open")
+    let dev = UdpDevice::open(cfg).expect("open");
+    if let Net::V6ZeroChecksum = net {
+        set_udp_no_check6_tx(&dev);
+    }
+    dev
+}
+
+/// `UDP_NO_CHECK6_TX` (linux/udp.h): this socket's IPv6 datagrams go out with checksum 0.
+#[allow(unsafe_code)]
+fn set_udp_no_check6_tx(dev: &UdpDevice) {
+    use std::os::fd::AsRawFd;
+    const UDP_NO_CHECK6_TX: libc::c_int = 101;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value that outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            dev.socket().as_raw_fd(),
+            libc::IPPROTO_UDP,
+            UDP_NO_CHECK6_TX,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "UDP_NO_CHECK6_TX: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Runs both devices until `done` or 10 s.
@@ -70,14 +120,24 @@ fn the_same_with_gso_sends_and_gro_receives() {
 
 /// Connects two devices, moves data every way, checks it; returns both devices' counters.
 fn transfer(port: u16, gso: bool) -> (UdpDeviceCounters, UdpDeviceCounters) {
-    transfer_over(port, gso, None)
+    transfer_over(Net::V4, port, gso, None)
+}
+
+#[test]
+fn the_same_over_ipv6_with_zero_udp_checksums_as_linux_rxe_sends_them() {
+    // Linux rxe leaves the UDP checksum of its IPv6 datagrams at zero; the kernel hands such
+    // datagrams only to sockets that asked for them (UDP_NO_CHECK6_RX), so without that every
+    // packet here would vanish and the transfer time out.
+    let port = 20000 + (std::process::id() % 20000) as u16 + 3;
+    let (a, b) = transfer_over(Net::V6ZeroChecksum, port, false, None);
+    assert!(a.rx > 0 && b.rx > 0, "{a:?} {b:?}");
 }
 
 #[test]
 fn the_same_over_a_lossy_duplicating_reordering_link() {
     let port = 20000 + (std::process::id() % 20000) as u16 + 2;
     let f = rxe_user::Faults::parse("loss=2,dup=2,reorder=5").unwrap();
-    let (a, b) = transfer_over(port, true, Some(f));
+    let (a, b) = transfer_over(Net::V4, port, true, Some(f));
     // The injector did its work on both sides, and the data still arrived intact (checked in
     // transfer_over).
     for c in [a, b] {
@@ -89,12 +149,13 @@ fn the_same_over_a_lossy_duplicating_reordering_link() {
 }
 
 fn transfer_over(
+    net: Net,
     port: u16,
     gso: bool,
     faults: Option<rxe_user::Faults>,
 ) -> (UdpDeviceCounters, UdpDeviceCounters) {
-    let mut a = open(1, port, gso, faults);
-    let mut b = open(2, port, gso, faults);
+    let mut a = open(net, 1, port, gso, faults);
+    let mut b = open(net, 2, port, gso, faults);
     let setup = |d: &mut UdpDevice| {
         let c = d.core();
         let pd = c.alloc_pd();
@@ -125,16 +186,7 @@ fn transfer_over(
     b.core().listen(7174).unwrap();
     let now = a.now();
     a.core()
-        .connect(
-            now,
-            qa,
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
-            7174,
-            40000,
-            4,
-            4,
-            b"hello",
-        )
+        .connect(now, qa, net.addr(2, port).ip(), 7174, 40000, 4, 4, b"hello")
         .unwrap();
     let mut req = None;
     run(&mut a, &mut b, |_, b| {

@@ -54,7 +54,7 @@ enum Command {
         client: bool,
         /// Server address (client) or address to bind (server).
         #[arg(short = 'a')]
-        addr: std::net::IpAddr,
+        addr: rxe_examples::host_addr::HostAddr,
         /// rdma_cm port.
         #[arg(short = 'p', default_value_t = 7174)]
         port: u16,
@@ -81,7 +81,7 @@ enum Command {
     #[command(name = "ibv_rc_pingpong")]
     RcPingpong {
         /// The server; none: be the server.
-        server: Option<std::net::IpAddr>,
+        server: Option<rxe_examples::host_addr::HostAddr>,
         /// TCP port of the address exchange.
         #[arg(short = 'p', long, default_value_t = 18515)]
         port: u16,
@@ -102,7 +102,7 @@ enum Command {
         gid_idx: Option<u32>,
         /// This device's address (a server must give it).
         #[arg(long)]
-        bind: Option<std::net::IpAddr>,
+        bind: Option<rxe_examples::host_addr::HostAddr>,
         /// RoCEv2 UDP port of this device and the peer.
         #[arg(long, default_value_t = 4791)]
         udp_port: u16,
@@ -114,7 +114,7 @@ enum Command {
     #[command(name = "ibv_ud_pingpong")]
     UdPingpong {
         /// The server; none: be the server.
-        server: Option<std::net::IpAddr>,
+        server: Option<rxe_examples::host_addr::HostAddr>,
         /// TCP port of the address exchange.
         #[arg(short = 'p', long, default_value_t = 18515)]
         port: u16,
@@ -135,7 +135,7 @@ enum Command {
         gid_idx: Option<u32>,
         /// This device's address (a server must give it).
         #[arg(long)]
-        bind: Option<std::net::IpAddr>,
+        bind: Option<rxe_examples::host_addr::HostAddr>,
         /// RoCEv2 UDP port of this device and the peer.
         #[arg(long, default_value_t = 4791)]
         udp_port: u16,
@@ -198,7 +198,7 @@ enum Command {
 #[derive(clap::Args)]
 struct PerftestOpts {
     /// The server; none: be the server.
-    server: Option<std::net::IpAddr>,
+    server: Option<rxe_examples::host_addr::HostAddr>,
     /// TCP port of the out-of-band exchange.
     #[arg(short = 'p', long, default_value_t = 18515)]
     port: u16,
@@ -238,7 +238,7 @@ struct PerftestOpts {
     /// This device's address (default: the route to the server; a server uses the address the
     /// client reached it on).
     #[arg(long)]
-    bind: Option<std::net::IpAddr>,
+    bind: Option<rxe_examples::host_addr::HostAddr>,
     /// RoCEv2 UDP port of this device and the peer.
     #[arg(long, default_value_t = 4791)]
     udp_port: u16,

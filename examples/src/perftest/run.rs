@@ -2,6 +2,7 @@
 //! test (`perftest_resources.c`: `run_iter_bw`, `run_iter_bw_server`, `run_iter_lat`,
 //! `run_iter_lat_write`, `run_iter_lat_send`) and the reports.
 
+use crate::host_addr::HostAddr;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -115,7 +116,7 @@ pub struct PerftestArgs {
     /// The tool.
     pub test: Test,
     /// The server to connect to; `None`: be the server.
-    pub server: Option<IpAddr>,
+    pub server: Option<HostAddr>,
     /// `-p`: TCP port of the exchange (18515).
     pub port: u16,
     /// `-s`: message size (default: 65536 for BW, 2 for latency, 8 for atomic).
@@ -141,7 +142,7 @@ pub struct PerftestArgs {
     pub gid_index: i32,
     /// This device's address (default: the route to the server; a server takes the address
     /// the client reached it on).
-    pub bind: Option<IpAddr>,
+    pub bind: Option<HostAddr>,
     /// RoCEv2 UDP port of this device and the peer.
     pub udp_port: u16,
     /// Give up when nothing happens for this long.
@@ -427,36 +428,45 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     let client = args.server.is_some();
 
     // The out-of-band connection first: a server learns its address from it.
-    let (sock, local_ip) = match args.server {
+    let (sock, local) = match args.server {
         Some(peer) => {
             let local = match args.bind {
-                Some(ip) => ip,
-                None => rxe_user::netdev::source_address_for(peer)
-                    .map_err(e("no route to the server"))?,
+                Some(a) => a,
+                None => HostAddr::of(
+                    rxe_user::netdev::source_address_for(peer.with_port(args.port))
+                        .map_err(e("no route to the server"))?,
+                ),
             };
-            let s = connect_retry(SocketAddr::new(peer, args.port), args.timeout)?;
+            let s = connect_retry(peer.with_port(args.port), args.timeout)?;
             (s, local)
         }
         None => {
-            let any = match args.bind {
-                Some(ip) => ip,
-                None => IpAddr::from([0u8; 4]),
+            // Listen on the device's address, or on every address (dual-stack) for a link-local
+            // device address, whose exchange may well come over IPv4.
+            let listen = match args.bind {
+                Some(a) if !a.is_link_local() => a.with_port(args.port),
+                Some(_) => SocketAddr::from(([0u16; 8], args.port)),
+                None => SocketAddr::from(([0u8; 4], args.port)),
             };
-            let l = TcpListener::bind(SocketAddr::new(any, args.port)).map_err(|x| {
+            let l = TcpListener::bind(listen).map_err(|x| {
                 PerftestError(format!("Couldn't listen to port {}: {x}", args.port))
             })?;
             let _ = writeln!(out, "\n************************************\n* Waiting for client to connect... *\n************************************");
             let (s, _) = l.accept().map_err(e("accept"))?;
-            let ip = s.local_addr().map_err(e("accept"))?.ip();
-            (s, ip)
+            let local = match args.bind {
+                Some(a) => a,
+                None => HostAddr::of(s.local_addr().map_err(e("accept"))?),
+            };
+            (s, local)
         }
     };
     // The port's active MTU, as Linux rxe derives it from the interface (loopback: 4096).
+    let local_ip = local.ip;
     let mtu = mtu_flag.unwrap_or_else(|| rxe_user::netdev::active_mtu(local_ip));
     let mut oob = Oob::new(sock, client, args.timeout).map_err(e("exchange socket"))?;
     let mtu = mtu_from_enum(oob.setup(mtu_enum(mtu)).map_err(e("exchange"))?);
 
-    let mut cfg = UdpDeviceConfig::new(SocketAddr::new(local_ip, args.udp_port));
+    let mut cfg = UdpDeviceConfig::new(local.with_port(args.udp_port));
     cfg.mtu = mtu;
     let mut dev = UdpDevice::open(cfg).map_err(|x| {
         PerftestError(format!(
