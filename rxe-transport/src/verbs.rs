@@ -335,6 +335,11 @@ bitflags! {
         const WITH_IMM = 1 << 1;
         /// `invalidated_rkey` is valid.
         const WITH_INV = 1 << 3;
+        /// The message that completed this receive asked for a solicited event (its last
+        /// packet had the BTH SE bit). Not a verbs flag (verbs keeps this inside the provider);
+        /// it is what [`Device::req_notify_cq`](crate::device::Device::req_notify_cq) with
+        /// `solicited_only` waits for.
+        const SOLICITED = 1 << 31;
     }
 }
 

@@ -85,17 +85,20 @@ fn setup_qp(d: &mut Device) -> (Qpn, CqId, u32) {
     (qpn, cq, mr.lkey)
 }
 
-#[test]
-fn two_devices_connect_through_rdma_cm_and_move_data() {
-    let mut l = Link::new();
-    let (cq_a, cq_b);
-    let (qa, ka, qb, kb);
-    {
-        let (q, c, k) = setup_qp(&mut l.devs[0]);
-        (qa, cq_a, ka) = (q, c, k);
-        let (q, c, k) = setup_qp(&mut l.devs[1]);
-        (qb, cq_b, kb) = (q, c, k);
-    }
+/// Two RC QPs connected through rdma_cm, in RTS, with a 8 KiB receive (wr_id 9) posted on B.
+struct Pair {
+    qa: Qpn,
+    cq_a: CqId,
+    ka: u32,
+    qb: Qpn,
+    cq_b: CqId,
+    kb: u32,
+    conn_a: rxe_transport::cm::ConnId,
+}
+
+fn connect_pair(l: &mut Link) -> Pair {
+    let (qa, cq_a, ka) = setup_qp(&mut l.devs[0]);
+    let (qb, cq_b, kb) = setup_qp(&mut l.devs[1]);
     for (i, b) in l.devs[0].mr_bytes_mut(ka).unwrap().iter_mut().enumerate() {
         *b = (i * 7) as u8;
     }
@@ -148,6 +151,29 @@ fn two_devices_connect_through_rdma_cm_and_move_data() {
         .any(|e| matches!(e, DeviceEvent::Cm(CmEvent::Established { .. }))));
     assert_eq!(l.devs[0].qp(qa).unwrap().state(), QpState::Rts);
     assert_eq!(l.devs[1].qp(qb).unwrap().state(), QpState::Rts);
+    Pair {
+        qa,
+        cq_a,
+        ka,
+        qb,
+        cq_b,
+        kb,
+        conn_a,
+    }
+}
+
+#[test]
+fn two_devices_connect_through_rdma_cm_and_move_data() {
+    let mut l = Link::new();
+    let Pair {
+        qa,
+        cq_a,
+        ka,
+        qb,
+        cq_b,
+        kb,
+        conn_a,
+    } = connect_pair(&mut l);
 
     // SEND 5000 bytes, WRITE 16 KiB, READ it back elsewhere.
     let sge = |addr, length| Sge {
@@ -287,4 +313,78 @@ fn keys_qpns_and_drops_follow_linux_rxe() {
     l.devs[1].handle_packet(l.now, &[0x45, 0, 0]);
     let (dc, _) = l.devs[1].counters();
     assert_eq!((dc.unknown_qp, dc.malformed), (1, 1));
+}
+
+#[test]
+fn armed_cqs_notify_once_on_the_completions_verbs_says() {
+    let mut l = Link::new();
+    let p = connect_pair(&mut l);
+    let send = |l: &mut Link, id: u64, flags: SendFlags| {
+        let wr = SendWr::new(
+            id,
+            WrOpcode::Send,
+            Some(Sge {
+                addr: 0x10_0000,
+                length: 64,
+                lkey: p.ka,
+            }),
+            flags,
+        );
+        l.devs[0].post_send(p.qa, wr).unwrap();
+        l.run();
+    };
+    let recv = |l: &mut Link, id: u64| {
+        let wr = RecvWr::new(
+            id,
+            Sge {
+                addr: 0x10_0000,
+                length: 8192,
+                lkey: p.kb,
+            },
+        );
+        l.devs[1].post_recv(p.qb, wr).unwrap();
+    };
+    let drain = |l: &mut Link, i: usize, cq| std::iter::from_fn(|| l.devs[i].poll_cq(cq)).count();
+
+    // Nothing armed: completions, no notification.
+    send(&mut l, 1, SendFlags::SIGNALED);
+    assert_eq!(drain(&mut l, 1, p.cq_b), 1);
+    assert_eq!(l.devs[1].poll_cq_event(), None);
+
+    // Solicited only: a plain SEND does not fire it, one with the SE bit does, once.
+    recv(&mut l, 10);
+    recv(&mut l, 11);
+    recv(&mut l, 12);
+    l.devs[1].req_notify_cq(p.cq_b, true).unwrap();
+    send(&mut l, 2, SendFlags::SIGNALED);
+    assert_eq!(l.devs[1].poll_cq_event(), None);
+    send(&mut l, 3, SendFlags::SIGNALED | SendFlags::SOLICITED);
+    assert_eq!(l.devs[1].poll_cq_event(), Some(p.cq_b));
+    assert_eq!(l.devs[1].poll_cq_event(), None);
+    let wcs: Vec<_> = std::iter::from_fn(|| l.devs[1].poll_cq(p.cq_b)).collect();
+    assert_eq!(wcs.len(), 2);
+    assert!(!wcs[0].wc_flags.contains(rxe_transport::WcFlags::SOLICITED));
+    assert!(wcs[1].wc_flags.contains(rxe_transport::WcFlags::SOLICITED));
+    // Disarmed after firing: the next solicited SEND does not notify.
+    send(&mut l, 4, SendFlags::SIGNALED | SendFlags::SOLICITED);
+    assert_eq!(l.devs[1].poll_cq_event(), None);
+    assert_eq!(drain(&mut l, 1, p.cq_b), 1);
+
+    // Next completion: the requester's own send completion fires its CQ; completions already
+    // queued before arming do not.
+    assert_eq!(drain(&mut l, 0, p.cq_a), 4);
+    recv(&mut l, 13);
+    recv(&mut l, 14);
+    recv(&mut l, 15);
+    send(&mut l, 5, SendFlags::SIGNALED);
+    l.devs[0].req_notify_cq(p.cq_a, false).unwrap();
+    assert_eq!(l.devs[0].poll_cq_event(), None);
+    send(&mut l, 6, SendFlags::SIGNALED);
+    assert_eq!(l.devs[0].poll_cq_event(), Some(p.cq_a));
+    // Arming for every completion is not weakened by a later solicited-only arm.
+    l.devs[1].req_notify_cq(p.cq_b, false).unwrap();
+    l.devs[1].req_notify_cq(p.cq_b, true).unwrap();
+    send(&mut l, 7, SendFlags::SIGNALED);
+    assert_eq!(l.devs[1].poll_cq_event(), Some(p.cq_b));
+    assert!(l.devs[1].req_notify_cq(CqId(999), false).is_err());
 }

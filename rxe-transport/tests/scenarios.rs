@@ -1328,19 +1328,20 @@ fn immediate_data_and_invalidate_reach_the_receive_completions() {
         (30, WcStatus::Success, WcOpcode::Recv, 3000)
     );
     assert_eq!(r[0].imm_data, Some(ImmDt::from_be_u32(0x1122_3344)));
-    assert_eq!(r[0].wc_flags, WcFlags::WITH_IMM);
+    // All three carried the SE bit, so all three completions say SOLICITED.
+    assert_eq!(r[0].wc_flags, WcFlags::WITH_IMM | WcFlags::SOLICITED);
     // The WRITE with immediate consumes a receive request; byte_len is the write's length.
     assert_eq!(
         (r[1].wr_id, r[1].status, r[1].opcode, r[1].byte_len),
         (31, WcStatus::Success, WcOpcode::RecvRdmaWithImm, 5000)
     );
     assert_eq!(r[1].imm_data, Some(ImmDt::from_be_u32(0xcafe)));
-    assert_eq!(r[1].wc_flags, WcFlags::WITH_IMM);
+    assert_eq!(r[1].wc_flags, WcFlags::WITH_IMM | WcFlags::SOLICITED);
     assert_eq!(
         (r[2].wr_id, r[2].status, r[2].opcode, r[2].byte_len),
         (32, WcStatus::Success, WcOpcode::Recv, 10)
     );
-    assert_eq!(r[2].wc_flags, WcFlags::WITH_INV);
+    assert_eq!(r[2].wc_flags, WcFlags::WITH_INV | WcFlags::SOLICITED);
     assert_eq!(r[2].invalidated_rkey, Some(Rkey(inv_key)));
     assert_eq!(r[2].imm_data, None);
     for wc in r {

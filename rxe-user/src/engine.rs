@@ -7,20 +7,25 @@
 //! when there is nothing to do, and whatever the application posts is sent at once from the
 //! application's thread.
 //!
+//! Completion channel: [`Engine::req_notify_cq`] arms a CQ as `ibv_req_notify_cq` does, and its
+//! notification arrives on [`Engine::completion_fd`] (an eventfd, readable while notifications
+//! wait: give it to epoll or an async runtime) and is taken with [`Engine::get_cq_event`].
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use rxe_user::{Engine, UdpDevice, UdpDeviceConfig};
 //!
 //! let dev = UdpDevice::open(UdpDeviceConfig::new("127.0.0.1:4791".parse().unwrap())).unwrap();
-//! let engine = Engine::start(dev);
+//! let engine = Engine::start(dev).unwrap();
 //! let cq = engine.with(|d| d.core().create_cq(64)).unwrap();
 //! // ... create and connect a QP, post work with engine.with(...), then:
 //! let wc = engine.wait_cq(cq, Duration::from_secs(1)).unwrap();
 //! # let _ = wc;
 //! ```
 
+use std::collections::VecDeque;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -37,6 +42,23 @@ struct Shared {
     /// Signalled whenever the device did something (a completion or event may be ready).
     cv: Condvar,
     stop: AtomicBool,
+    /// CQ notifications taken from the device, not yet handed out; `chan` counts them.
+    cq_events: Mutex<VecDeque<CqId>>,
+    /// The completion channel: an eventfd (semaphore mode) holding one count per notification.
+    chan: OwnedFd,
+}
+
+impl Shared {
+    /// Moves the device's fired CQ notifications to the channel.
+    fn collect_cq_events(&self, d: &mut UdpDevice) {
+        while let Some(cq) = d.core().poll_cq_event() {
+            self.cq_events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(cq);
+            eventfd_add(&self.chan);
+        }
+    }
 }
 
 /// A device run by its own thread.
@@ -57,19 +79,24 @@ const MAX_SLEEP: Duration = Duration::from_millis(1);
 
 impl Engine {
     /// Starts the engine thread for `dev`.
-    pub fn start(dev: UdpDevice) -> Engine {
+    pub fn start(dev: UdpDevice) -> io::Result<Engine> {
         let fd = dev.socket().as_raw_fd();
         let shared = Arc::new(Shared {
             dev: Mutex::new(Some(dev)),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
+            cq_events: Mutex::new(VecDeque::new()),
+            chan: eventfd()?,
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("rxe-engine".into())
-            .spawn(move || run(&s, fd))
-            .ok();
-        Engine { shared, fd, thread }
+            .spawn(move || run(&s, fd))?;
+        Ok(Engine {
+            shared,
+            fd,
+            thread: Some(thread),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<UdpDevice>> {
@@ -82,10 +109,39 @@ impl Engine {
         let mut g = self.lock();
         let d = g.as_mut().ok_or_else(stopped)?;
         let r = f(d);
-        if d.progress()? {
+        let any = d.progress()?;
+        self.shared.collect_cq_events(d);
+        if any {
             self.shared.cv.notify_all();
         }
         Ok(r)
+    }
+
+    /// Arms `cq` (`ibv_req_notify_cq`): its next completion (with `solicited_only`, its next
+    /// solicited receive or error completion) puts one notification on the completion channel.
+    pub fn req_notify_cq(&self, cq: CqId, solicited_only: bool) -> io::Result<()> {
+        self.with(|d| d.core().req_notify_cq(cq, solicited_only))?
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+    }
+
+    /// The completion channel's file descriptor: readable while notifications wait.
+    pub fn completion_fd(&self) -> BorrowedFd<'_> {
+        self.shared.chan.as_fd()
+    }
+
+    /// The next CQ notification (`ibv_get_cq_event`), waiting up to `timeout`; `None` when none
+    /// came. Re-arm with [`req_notify_cq`](Engine::req_notify_cq) for the next one.
+    pub fn get_cq_event(&self, timeout: Duration) -> io::Result<Option<CqId>> {
+        self.wait(timeout, |_| {
+            let cq = self
+                .shared
+                .cq_events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front()?;
+            eventfd_take(&self.shared.chan);
+            Some(cq)
+        })
     }
 
     /// Looks at the device without running it (counters, memory).
@@ -165,6 +221,7 @@ fn run(s: &Shared, fd: i32) -> io::Result<()> {
                 return Ok(());
             };
             let any = d.progress()?;
+            s.collect_cq_events(d);
             let now = d.now();
             let sleep = d
                 .core()
@@ -182,6 +239,43 @@ fn run(s: &Shared, fd: i32) -> io::Result<()> {
         wait_readable(fd, sleep);
     }
     Ok(())
+}
+
+/// A non-blocking semaphore-mode eventfd.
+#[allow(unsafe_code)]
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
+    let fd = unsafe {
+        libc::eventfd(
+            0,
+            libc::EFD_NONBLOCK | libc::EFD_CLOEXEC | libc::EFD_SEMAPHORE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to the eventfd's count.
+#[allow(unsafe_code)]
+fn eventfd_add(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer to a descriptor we own.
+    unsafe {
+        libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len());
+    }
+}
+
+/// Takes one from the eventfd's count (semaphore mode; never blocks).
+#[allow(unsafe_code)]
+fn eventfd_take(fd: &OwnedFd) {
+    let mut b = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into a live buffer from a descriptor we own.
+    unsafe {
+        libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), b.len());
+    }
 }
 
 /// Sleeps until `fd` is readable or `timeout` passes.

@@ -29,7 +29,7 @@ struct Side {
 fn side(last: u8, port: u16) -> Side {
     let ip = lo(last);
     let dev = UdpDevice::open(UdpDeviceConfig::new(SocketAddr::new(ip, port))).unwrap();
-    let e = Engine::start(dev);
+    let e = Engine::start(dev).unwrap();
     let (qpn, cq, key) = e
         .with(|d| {
             let c = d.core();
@@ -156,4 +156,68 @@ fn two_engines_move_data_while_the_caller_blocks() {
     let mut da = a.e.stop().unwrap();
     assert_eq!(da.core().counters().1.icrc_err, 0);
     b.e.stop().unwrap();
+}
+
+/// Whether `fd` is readable within `ms` milliseconds.
+#[allow(unsafe_code)]
+fn readable(fd: std::os::fd::BorrowedFd<'_>, ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut p, 1, ms) == 1 }
+}
+
+#[test]
+fn the_completion_channel_wakes_a_poller_for_armed_cqs_only() {
+    let port = 30000 + (std::process::id() % 20000) as u16 + 1;
+    let a = side(1, port);
+    let b = side(2, port);
+    connect(&a, &b);
+    connect(&b, &a);
+    let sge = |s: &Side, len: u32| Sge {
+        addr: BUF,
+        length: len,
+        lkey: s.key,
+    };
+    let (qa, qb) = (a.qpn, b.qpn);
+    let send = |flags: SendFlags| {
+        let wr = RecvWr::new(1, sge(&b, 4096));
+        b.e.with(|d| d.core().post_recv(qb, wr)).unwrap().unwrap();
+        let wr = SendWr::new(1, WrOpcode::Send, Some(sge(&a, 64)), flags);
+        a.e.with(|d| d.core().post_send(qa, wr)).unwrap().unwrap();
+    };
+    // Not armed: the completion comes, the channel stays quiet.
+    send(SendFlags::SIGNALED);
+    ok(&b);
+    assert!(!readable(b.e.completion_fd(), 50));
+    // Armed for solicited events: a plain SEND leaves it quiet, a solicited one wakes it.
+    b.e.req_notify_cq(b.cq, true).unwrap();
+    send(SendFlags::SIGNALED);
+    ok(&b);
+    assert!(!readable(b.e.completion_fd(), 50));
+    send(SendFlags::SIGNALED | SendFlags::SOLICITED);
+    assert!(readable(b.e.completion_fd(), 5000), "no notification");
+    assert_eq!(b.e.get_cq_event(T).unwrap(), Some(b.cq));
+    assert!(
+        !readable(b.e.completion_fd(), 0),
+        "one notification per arm"
+    );
+    assert_eq!(b.e.get_cq_event(Duration::from_millis(20)).unwrap(), None);
+    let wc = ok(&b);
+    assert!(wc.wc_flags.contains(rxe_transport::WcFlags::SOLICITED));
+    // Armed for any completion: the sender's own SEND completion wakes its channel.
+    for _ in 0..3 {
+        ok(&a);
+    }
+    a.e.req_notify_cq(a.cq, false).unwrap();
+    send(SendFlags::SIGNALED);
+    assert!(readable(a.e.completion_fd(), 5000));
+    assert_eq!(a.e.get_cq_event(T).unwrap(), Some(a.cq));
+    ok(&a);
+    ok(&b);
+    assert!(a.e.req_notify_cq(CqId(4242), false).is_err());
 }

@@ -532,7 +532,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     };
     let mut r = Rdma {
         dev: if args.engine {
-            Dev::Engine(Engine::start(dev))
+            Dev::Engine(Engine::start(dev).map_err(e("engine thread"))?)
         } else {
             Dev::Poll(Box::new(dev))
         },

@@ -46,7 +46,9 @@ use crate::qp::{
     AddressVector, ModifyQpError, Mtu, PostRecvError, PostSendError, Qp, QpAttr, QpConfig,
 };
 use crate::time::Instant;
-use crate::verbs::{Access, RecvWr, SendFlags, SendWr, Sge, UdDest, WorkCompletion, WrOpcode};
+use crate::verbs::{
+    Access, RecvWr, SendFlags, SendWr, Sge, UdDest, WcFlags, WcStatus, WorkCompletion, WrOpcode,
+};
 use crate::GRH_LEN;
 
 /// Send and receive queue depth of the device's QPs.
@@ -201,6 +203,8 @@ pub struct DeviceCounters {
 struct Cq {
     q: VecDeque<WorkCompletion>,
     cap: usize,
+    /// Armed by [`Device::req_notify_cq`]: `Some(solicited_only)`.
+    notify: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -231,6 +235,8 @@ pub struct Device {
     /// Which QP each connection uses.
     conn_qp: BTreeMap<u32, Qpn>,
     events: VecDeque<DeviceEvent>,
+    /// CQs whose armed notification fired, oldest first (the completion channel's events).
+    cq_events: VecDeque<CqId>,
     counters: DeviceCounters,
 }
 
@@ -299,6 +305,7 @@ impl Device {
             cm: Box::new(Cm::new(cm_cfg)),
             conn_qp: BTreeMap::new(),
             events: VecDeque::new(),
+            cq_events: VecDeque::new(),
             counters: DeviceCounters::default(),
         })
     }
@@ -407,6 +414,7 @@ impl Device {
             Cq {
                 q: VecDeque::with_capacity(cap.min(4096)),
                 cap,
+                notify: None,
             },
         );
         CqId(id)
@@ -525,7 +533,20 @@ impl Device {
                 };
                 let Some(wc) = wc else { break };
                 match self.cqs.get_mut(&cq.0) {
-                    Some(c) if c.q.len() < c.cap => c.q.push_back(wc),
+                    Some(c) if c.q.len() < c.cap => {
+                        // An armed CQ fires once: on any completion, or (solicited only) on a
+                        // solicited receive or any error, as verbs' ibv_req_notify_cq.
+                        if let Some(solicited_only) = c.notify {
+                            if !solicited_only
+                                || wc.wc_flags.contains(WcFlags::SOLICITED)
+                                || wc.status != WcStatus::Success
+                            {
+                                c.notify = None;
+                                self.cq_events.push_back(cq);
+                            }
+                        }
+                        c.q.push_back(wc);
+                    }
                     _ => self.counters.cq_overflow += 1,
                 }
             }
@@ -878,6 +899,23 @@ impl Device {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<DeviceEvent> {
         self.events.pop_front()
+    }
+
+    /// Arms `cq` (`ibv_req_notify_cq`): the next completion added to it (with `solicited_only`,
+    /// the next solicited receive completion or error completion) queues one notification for
+    /// [`poll_cq_event`](Device::poll_cq_event); then the CQ is disarmed until armed again.
+    /// Completions already in the CQ do not count.
+    pub fn req_notify_cq(&mut self, cq: CqId, solicited_only: bool) -> Result<(), DeviceError> {
+        let c = self.cqs.get_mut(&cq.0).ok_or(DeviceError::UnknownCq(cq))?;
+        // An arm for every completion stays so until it fires (as Linux rxe).
+        c.notify = Some(c.notify != Some(false) && solicited_only);
+        Ok(())
+    }
+
+    /// The next CQ whose armed notification fired (`ibv_get_cq_event`): what a completion
+    /// channel delivers.
+    pub fn poll_cq_event(&mut self) -> Option<CqId> {
+        self.cq_events.pop_front()
     }
 }
 

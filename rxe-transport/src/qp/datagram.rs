@@ -77,6 +77,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         if imm.is_some() {
             wc_flags |= WcFlags::WITH_IMM;
         }
+        if roce.bth().solicited() {
+            wc_flags |= WcFlags::SOLICITED;
+        }
         let ok = status == WcStatus::Success;
         let wc = WorkCompletion {
             wr_id: wqe.wr_id,

@@ -525,6 +525,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         self.resp.recv_off = off + payload.len() as u32;
         if info.is_end() {
             let mut wc_flags = WcFlags::empty();
+            if roce.bth().solicited() {
+                wc_flags |= WcFlags::SOLICITED;
+            }
             let imm = roce.immdt();
             if imm.is_some() {
                 wc_flags |= WcFlags::WITH_IMM;
@@ -597,12 +600,16 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 return false;
             }
             if let Some(imm) = roce.immdt() {
+                let mut wc_flags = WcFlags::WITH_IMM;
+                if roce.bth().solicited() {
+                    wc_flags |= WcFlags::SOLICITED;
+                }
                 self.complete_recv(
                     WcOpcode::RecvRdmaWithImm,
                     w.total,
                     Some(imm),
                     None,
-                    WcFlags::WITH_IMM,
+                    wc_flags,
                 );
             }
             self.resp.write = None;
