@@ -67,6 +67,7 @@ mod faults;
 pub mod netdev;
 mod pcap_tap;
 mod udp_device;
+mod user_memory;
 
 pub use engine::Engine;
 pub use faults::Faults;

@@ -1,6 +1,7 @@
 //! The device's memory regions and windows: key allocation as Linux rxe does it (a 24-bit index
 //! and an 8-bit variable key part) and the [`Memory`] the QPs reach them through.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::memory::{
@@ -8,14 +9,60 @@ use crate::memory::{
 };
 use crate::verbs::Access;
 
-/// One region (owning its bytes) or window.
-#[derive(Debug, Clone)]
+/// Bytes a host lends the device as a memory region ([`Device::reg_mr_with`]): the device
+/// reads and writes them only through these methods, from the thread that drives the device,
+/// until the region is deregistered or the device dropped.
+///
+/// A frontend that registers memory it does not own (caller memory behind a raw pointer, for
+/// FFI) implements this in its own crate, with the `unsafe` that takes; this crate has none.
+///
+/// [`Device::reg_mr_with`]: crate::device::Device::reg_mr_with
+pub trait RegionMemory: Send {
+    /// The whole region.
+    fn bytes(&self) -> &[u8];
+    /// The whole region, writable.
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+/// A region's bytes: owned by the device, or lent by the host.
+pub(crate) enum Backing {
+    Owned(Vec<u8>),
+    Lent(Box<dyn RegionMemory>),
+}
+
+impl Backing {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Backing::Owned(v) => v,
+            Backing::Lent(m) => m.bytes(),
+        }
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        match self {
+            Backing::Owned(v) => v,
+            Backing::Lent(m) => m.bytes_mut(),
+        }
+    }
+}
+
+impl core::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Backing::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+            Backing::Lent(m) => write!(f, "Lent({} bytes)", m.bytes().len()),
+        }
+    }
+}
+
+/// One region or window.
+#[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) key: u32,
     pub(crate) pd: Pd,
     /// The address the peer and work requests use for the first byte.
     pub(crate) iova: u64,
-    pub(crate) data: Vec<u8>,
+    pub(crate) data: Backing,
     pub(crate) access: Access,
     pub(crate) valid: bool,
     pub(crate) window: Option<MwInfo>,
@@ -87,13 +134,13 @@ impl MemTable {
     fn bytes(&self, key: u32, addr: u64, len: usize) -> Option<&[u8]> {
         let e = self.get(key)?;
         let off = usize::try_from(addr.checked_sub(e.iova)?).ok()?;
-        e.data.get(off..off.checked_add(len)?)
+        e.data.as_slice().get(off..off.checked_add(len)?)
     }
 
     fn bytes_mut(&mut self, key: u32, addr: u64, len: usize) -> Option<&mut [u8]> {
         let e = self.get_mut(key)?;
         let off = usize::try_from(addr.checked_sub(e.iova)?).ok()?;
-        e.data.get_mut(off..off.checked_add(len)?)
+        e.data.as_mut_slice().get_mut(off..off.checked_add(len)?)
     }
 }
 
@@ -105,7 +152,7 @@ impl Memory for MemTable {
             addr: e.iova,
             length: match e.window {
                 Some(_) => e.window_len,
-                None => e.data.len() as u64,
+                None => e.data.as_slice().len() as u64,
             },
             access: e.access,
             kind: match e.window {
@@ -213,7 +260,7 @@ pub(crate) fn window(pd: Pd, mw_type: MwType) -> Entry {
         key: 0,
         pd,
         iova: 0,
-        data: Vec::new(),
+        data: Backing::Owned(Vec::new()),
         access: Access::empty(),
         valid: true,
         window: Some(MwInfo {

@@ -37,7 +37,8 @@ use core::net::IpAddr;
 use rxe_wire::mad::{GSI_QKEY, GSI_QPN, MAD_LEN};
 use rxe_wire::{Checks, Psn, QKey, Qpn, RoceV2Packet};
 
-use self::memory_table::{Entry, MemTable};
+pub use self::memory_table::RegionMemory;
+use self::memory_table::{Backing, Entry, MemTable};
 use crate::cm::{AcceptParams, Cm, CmConfig, CmError, CmEvent, ConnId, ConnectParams};
 use crate::counters::Counters;
 use crate::memory::{MwType, Pd};
@@ -251,7 +252,7 @@ impl Device {
                 key: 0,
                 pd: gsi_pd,
                 iova: GSI_IOVA,
-                data: alloc::vec![0; gsi_len],
+                data: Backing::Owned(alloc::vec![0; gsi_len]),
                 access: Access::LOCAL_WRITE,
                 valid: true,
                 window: None,
@@ -350,13 +351,44 @@ impl Device {
         if self.mem.len() >= self.cfg.max_mr {
             return Err(DeviceError::NoResources);
         }
+        self.insert_region(pd, addr, Backing::Owned(alloc::vec![0; length]), access)
+    }
+
+    /// Registers memory the host lends (all of `mem.bytes()`) at address `addr` with `access`;
+    /// the device gives it back (drops the box) when the region is deregistered or the device
+    /// dropped. This is how a frontend registers caller memory (`ibv_reg_mr` on a buffer).
+    pub fn reg_mr_with(
+        &mut self,
+        pd: Pd,
+        addr: u64,
+        mem: Box<dyn RegionMemory>,
+        access: Access,
+    ) -> Result<MrKeys, DeviceError> {
+        let length = mem.bytes().len();
+        if length == 0 || addr.checked_add(length as u64).is_none() {
+            return Err(DeviceError::InvalidLength);
+        }
+        if self.mem.len() >= self.cfg.max_mr {
+            return Err(DeviceError::NoResources);
+        }
+        self.insert_region(pd, addr, Backing::Lent(mem), access)
+    }
+
+    fn insert_region(
+        &mut self,
+        pd: Pd,
+        addr: u64,
+        data: Backing,
+        access: Access,
+    ) -> Result<MrKeys, DeviceError> {
+        let length = data.as_slice().len() as u64;
         let variant = self.random() as u8;
         let key = self.mem.insert(
             Entry {
                 key: 0,
                 pd,
                 iova: addr,
-                data: alloc::vec![0; length],
+                data,
                 access,
                 valid: true,
                 window: None,
@@ -368,7 +400,7 @@ impl Device {
             lkey: key,
             rkey: key,
             addr,
-            length: length as u64,
+            length,
         })
     }
 
@@ -394,7 +426,7 @@ impl Device {
         self.mem
             .get(key)
             .filter(|e| e.window.is_none())
-            .map(|e| &e.data[..])
+            .map(|e| e.data.as_slice())
     }
 
     /// The bytes of region `key`, writable.
@@ -402,7 +434,7 @@ impl Device {
         self.mem
             .get_mut(key)
             .filter(|e| e.window.is_none())
-            .map(|e| &mut e.data[..])
+            .map(|e| e.data.as_mut_slice())
     }
 
     /// Creates a completion queue of `cap` entries.
@@ -739,7 +771,7 @@ impl Device {
         let at = GSI_IOVA + slot * GSI_SLOT;
         let off = (slot * GSI_SLOT) as usize;
         if let Some(e) = self.mem.get_mut(self.gsi_key) {
-            e.data[off..off + MAD_LEN].copy_from_slice(mad);
+            e.data.as_mut_slice()[off..off + MAD_LEN].copy_from_slice(mad);
         }
         let mut wr = SendWr::new(
             0,
@@ -774,7 +806,7 @@ impl Device {
             let off = (slot * GSI_SLOT) as usize;
             if wc.status == crate::WcStatus::Success && wc.byte_len as usize == GRH_LEN + MAD_LEN {
                 if let Some(e) = self.mem.get(self.gsi_key) {
-                    let grh = &e.data[off..off + GRH_LEN];
+                    let grh = &e.data.as_slice()[off..off + GRH_LEN];
                     let src = if self.cfg.gid.is_ipv4() {
                         IpAddr::V4(core::net::Ipv4Addr::new(grh[32], grh[33], grh[34], grh[35]))
                     } else {
@@ -783,7 +815,7 @@ impl Device {
                         IpAddr::V6(core::net::Ipv6Addr::from(a))
                     };
                     let mut mad = [0u8; MAD_LEN];
-                    mad.copy_from_slice(&e.data[off + GRH_LEN..off + GRH_LEN + MAD_LEN]);
+                    mad.copy_from_slice(&e.data.as_slice()[off + GRH_LEN..off + GRH_LEN + MAD_LEN]);
                     self.cm.handle_mad(now, src, &mad);
                 }
             }
