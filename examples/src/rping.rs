@@ -7,7 +7,6 @@
 //! buffer holds `rdma-ping-%d: ` and then ASCII `A`..`z` from a start that moves each ping.
 
 use crate::host_addr::HostAddr;
-use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -42,6 +41,16 @@ pub struct RpingArgs {
     pub udp_port: u16,
     /// Give up when nothing happens for this long.
     pub timeout: Duration,
+    /// `-P`: persistent server: after a client disconnects, wait for the next one (one client at
+    /// a time; later clients wait in the CM, whose REQ retransmissions outlast a ping run).
+    pub persistent: bool,
+    /// `-d`: print rping's debug log (objects created, CM events, completions, the peer's
+    /// buffer advertisements).
+    pub debug: bool,
+    /// `-q`: create the QP ourselves rather than through rdma_cm. This tool always does (the CM
+    /// only moves the QP through INIT/RTR/RTS), so the flag changes nothing on the wire, as it
+    /// doesn't for rping.
+    pub self_created_qp: bool,
 }
 
 /// What went wrong, in one line.
@@ -79,6 +88,7 @@ fn layout(size: usize) -> Layout {
 
 struct Rping {
     dev: UdpDevice,
+    pd: rxe_transport::Pd,
     qpn: Qpn,
     cq: CqId,
     key: u32,
@@ -88,10 +98,17 @@ struct Rping {
     /// The peer's messages that completed while we waited for our own request's completion
     /// (its ACK can come after the peer's answer to it); already reposted.
     early_recvs: u32,
+    /// `-d`: debug lines not yet printed (`None`: no debug log).
+    debug: Option<Vec<String>>,
 }
 
 impl Rping {
-    fn open(bind: SocketAddr, size: usize, timeout: Duration) -> Result<Rping, RpingError> {
+    fn open(
+        bind: SocketAddr,
+        size: usize,
+        timeout: Duration,
+        debug: bool,
+    ) -> Result<Rping, RpingError> {
         let mut dev = UdpDevice::open(UdpDeviceConfig::new(bind)).map_err(e("open device"))?;
         let c = dev.core();
         let pd = c.alloc_pd();
@@ -100,7 +117,37 @@ impl Rping {
         let access = Access::LOCAL_WRITE | Access::REMOTE_READ | Access::REMOTE_WRITE;
         let mr = c.reg_mr(pd, BASE, len, access).map_err(e("reg_mr"))?;
         let cq = c.create_cq(64);
-        let qpn = c
+        let mut r = Rping {
+            dev,
+            pd,
+            qpn: Qpn::new(0),
+            cq,
+            key: mr.lkey,
+            lay,
+            size,
+            timeout,
+            early_recvs: 0,
+            debug: debug.then(Vec::new),
+        };
+        r.dbg(format_args!("created pd {pd:?}"));
+        r.dbg(format_args!("created cq {}", cq.0));
+        r.dbg(format_args!(
+            "allocated & registered buffers... (key {:#x}, {len} bytes at {BASE:#x})",
+            mr.lkey
+        ));
+        r.new_qp()?;
+        Ok(r)
+    }
+
+    /// A fresh RC QP (a persistent server's next client), the old one destroyed.
+    fn new_qp(&mut self) -> Result<(), RpingError> {
+        let (pd, cq, old) = (self.pd, self.cq, self.qpn);
+        let c = self.dev.core();
+        if old.value() != 0 {
+            let _ = c.destroy_qp(old);
+        }
+        while c.poll_cq(cq).is_some() {}
+        self.qpn = c
             .create_qp(&QpInit {
                 qp_type: QpType::Rc,
                 pd,
@@ -108,16 +155,27 @@ impl Rping {
                 recv_cq: cq,
             })
             .map_err(e("create_qp"))?;
-        Ok(Rping {
-            dev,
-            qpn,
-            cq,
-            key: mr.lkey,
-            lay,
-            size,
-            timeout,
-            early_recvs: 0,
-        })
+        self.early_recvs = 0;
+        let q = self.qpn;
+        self.dbg(format_args!("created qp {:#x}", q.value()));
+        Ok(())
+    }
+
+    /// Adds a line to the debug log (`-d`).
+    fn dbg(&mut self, line: std::fmt::Arguments<'_>) {
+        if let Some(d) = self.debug.as_mut() {
+            d.push(line.to_string());
+        }
+    }
+
+    /// Prints the debug log so far.
+    fn flush(&mut self, out: &mut impl Write) -> Result<(), RpingError> {
+        if let Some(d) = self.debug.as_mut() {
+            for l in d.drain(..) {
+                writeln!(out, "{l}").map_err(e("output"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Busy-polls until `f` gives a value or nothing has happened for the timeout.
@@ -141,7 +199,20 @@ impl Rping {
     }
 
     fn event(&mut self) -> Option<DeviceEvent> {
-        self.dev.core().poll_event()
+        let ev = self.dev.core().poll_event();
+        if let Some(DeviceEvent::Cm(c)) = &ev {
+            let name = match c {
+                CmEvent::ConnectRequest { .. } => "RDMA_CM_EVENT_CONNECT_REQUEST",
+                CmEvent::ConnectReply { .. } => "RDMA_CM_EVENT_CONNECT_RESPONSE",
+                CmEvent::Established { .. } => "RDMA_CM_EVENT_ESTABLISHED",
+                CmEvent::Rejected { .. } => "RDMA_CM_EVENT_REJECTED",
+                CmEvent::Unreachable { .. } => "RDMA_CM_EVENT_UNREACHABLE",
+                CmEvent::Disconnected { .. } => "RDMA_CM_EVENT_DISCONNECTED",
+                CmEvent::TimewaitExit { .. } => "RDMA_CM_EVENT_TIMEWAIT_EXIT",
+            };
+            self.dbg(format_args!("cma_event type {name}"));
+        }
+        ev
     }
 
     /// The next completion; errors (flushes after a disconnect too) end the run.
@@ -155,6 +226,13 @@ impl Rping {
         })?;
         if wc.status != WcStatus::Success {
             return Err(RpingError(format!("{what}: {}", wc.status.as_str())));
+        }
+        match wc.opcode {
+            WcOpcode::Send => self.dbg(format_args!("send completion")),
+            WcOpcode::Recv => self.dbg(format_args!("recv completion")),
+            WcOpcode::RdmaRead => self.dbg(format_args!("rdma read completion")),
+            WcOpcode::RdmaWrite => self.dbg(format_args!("rdma write completion")),
+            _ => {}
         }
         Ok(wc)
     }
@@ -216,6 +294,9 @@ impl Rping {
         let addr = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         let rkey = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
         let len = u32::from_be_bytes([b[12], b[13], b[14], b[15]]);
+        self.dbg(format_args!(
+            "Received rkey {rkey:x} addr {addr:x} len {len} from peer"
+        ));
         (addr, rkey, len)
     }
 
@@ -285,6 +366,7 @@ fn client(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
         HostAddr::of(local).with_port(args.udp_port),
         args.size,
         args.timeout,
+        args.debug,
     )?;
     let now = r.dev.now();
     let qpn = r.qpn;
@@ -315,6 +397,8 @@ fn client(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
         let st = r.dev.core().qp(qpn).map(|q| q.state());
         Ok((st == Some(QpState::Rts)).then_some(()))
     })?;
+    r.dbg(format_args!("rdma_connect successful"));
+    r.flush(out)?;
     r.post_recv()?;
     let size = args.size;
     let mut i = 0u32;
@@ -333,6 +417,7 @@ fn client(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
         if args.validate && pong != pattern {
             return Err(RpingError(format!("data mismatch in ping {i}")));
         }
+        r.flush(out)?;
         if args.verbose {
             let text = String::from_utf8_lossy(&pong[..size - 1]);
             let text = text.trim_end_matches('\0');
@@ -360,22 +445,42 @@ fn server(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
         args.addr.with_port(args.udp_port),
         args.size,
         Duration::from_secs(u64::MAX / 4),
+        args.debug,
     )?;
     r.dev.core().listen(args.port).map_err(e("listen"))?;
-    let id: ConnId = r.until("wait for a client", |r| {
-        Ok(match r.event() {
-            Some(DeviceEvent::Cm(CmEvent::ConnectRequest { id, .. })) => Some(id),
-            _ => None,
-        })
-    })?;
-    let now = r.dev.now();
-    let qpn = r.qpn;
-    r.dev
-        .core()
-        .accept(now, id, qpn, 1, 1, &[])
-        .map_err(e("accept"))?;
-    r.post_recv()?;
-    r.timeout = args.timeout;
+    let port = args.port;
+    r.dbg(format_args!("rdma_listen on port {port}"));
+    r.flush(out)?;
+    loop {
+        r.timeout = Duration::from_secs(u64::MAX / 4);
+        let id: ConnId = r.until("wait for a client", |r| {
+            Ok(match r.event() {
+                Some(DeviceEvent::Cm(CmEvent::ConnectRequest { id, .. })) => Some(id),
+                _ => None,
+            })
+        })?;
+        let now = r.dev.now();
+        let qpn = r.qpn;
+        r.dev
+            .core()
+            .accept(now, id, qpn, 1, 1, &[])
+            .map_err(e("accept"))?;
+        r.dbg(format_args!("accepting client connection request"));
+        r.post_recv()?;
+        r.timeout = args.timeout;
+        let n = serve(&mut r, args, out)?;
+        r.flush(out)?;
+        writeln!(out, "server DISCONNECT EVENT... ({n} pings)").map_err(e("output"))?;
+        if !args.persistent {
+            return Ok(());
+        }
+        r.new_qp()?;
+        r.flush(out)?;
+    }
+}
+
+/// Serves one client until it disconnects; returns the pings served.
+fn serve(r: &mut Rping, args: &RpingArgs, out: &mut impl Write) -> Result<u32, RpingError> {
     let mut n = 0u32;
     loop {
         // The client's start buffer, or its disconnection.
@@ -426,10 +531,8 @@ fn server(args: &RpingArgs, out: &mut impl Write) -> Result<(), RpingError> {
         r.wait_send("RDMA WRITE of the pong")?;
         r.post(5, WrOpcode::Send, send, 16)?;
         r.wait_send("go ahead")?;
+        r.flush(out)?;
         n += 1;
     }
-    let mut s = String::new();
-    let _ = write!(s, "server DISCONNECT EVENT... ({n} pings)");
-    writeln!(out, "{s}").map_err(e("output"))?;
-    Ok(())
+    Ok(n)
 }

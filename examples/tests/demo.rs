@@ -53,6 +53,9 @@ fn rping_client_and_server_in_two_threads_over_loopback() {
         validate: true,
         udp_port,
         timeout: Duration::from_secs(10),
+        persistent: false,
+        debug: false,
+        self_created_qp: false,
     };
     let srv = std::thread::spawn(move || {
         let mut out = Vec::new();
@@ -110,4 +113,89 @@ fn the_pcap_tap_records_both_directions_and_every_icrc_verifies() {
         assert!(text.contains(op), "{op} missing:\n{text}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `Write` shared with the test thread.
+#[derive(Clone, Default)]
+struct SharedOut(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedOut {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_persistent_rping_server_serves_one_client_after_another_with_a_debug_log() {
+    use rxe_examples::rping::{run as rping, RpingArgs};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::{Duration, Instant};
+    let udp_port = 40000 + (std::process::id() % 10000) as u16;
+    let args = move |server: bool, count: u32| RpingArgs {
+        server,
+        addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4)).into(),
+        port: 7175,
+        count,
+        size: 64,
+        verbose: false,
+        validate: true,
+        udp_port,
+        timeout: Duration::from_secs(10),
+        persistent: server,
+        debug: true,
+        self_created_qp: true,
+    };
+    let log = SharedOut::default();
+    let mut srv_out = log.clone();
+    // The server never returns (-P); the thread ends with the test process.
+    std::thread::spawn(move || rping(&args(true, 0), &mut srv_out));
+    std::thread::sleep(Duration::from_millis(200));
+    for (i, count) in [5u32, 7].into_iter().enumerate() {
+        let mut out = Vec::new();
+        rping(&args(false, count), &mut out).unwrap_or_else(|e| panic!("client {i}: {e}"));
+        let client = String::from_utf8_lossy(&out).into_owned();
+        assert!(client.contains("created qp 0x"), "{client}");
+        assert!(client.contains("rdma_connect successful"), "{client}");
+        assert_eq!(
+            client.matches("recv completion").count(),
+            2 * count as usize,
+            "{client}"
+        );
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    let server = loop {
+        let s = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+        if s.contains("(7 pings)") || Instant::now() > end {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let done: Vec<&str> = server
+        .lines()
+        .filter(|l| l.starts_with("server DISCONNECT EVENT"))
+        .collect();
+    assert_eq!(
+        done,
+        [
+            "server DISCONNECT EVENT... (5 pings)",
+            "server DISCONNECT EVENT... (7 pings)"
+        ],
+        "{server}"
+    );
+    assert!(server.contains("rdma_listen on port 7175"), "{server}");
+    assert_eq!(
+        server
+            .matches("cma_event type RDMA_CM_EVENT_CONNECT_REQUEST")
+            .count(),
+        2,
+        "{server}"
+    );
+    // Each ping: the start buffer and the sink buffer advertised.
+    assert_eq!(server.matches("from peer").count(), 24, "{server}");
+    // A QP per client (the one for the next client may not be logged yet).
+    assert!(server.matches("created qp 0x").count() >= 2, "{server}");
 }

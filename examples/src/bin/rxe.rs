@@ -2,7 +2,7 @@
 //!
 //! - `rxe demo`: two Soft-RoCE devices on loopback run rping and perftest-style READ/WRITE/SEND
 //!   measurements, printed like those tools.
-//! - `rxe rping -s|-c -a ADDR [-p PORT] [-C N] [-S SIZE] [-v] [-V]`: rdma-core's rping.
+//! - `rxe rping -s|-c -a ADDR [-p PORT] [-C N] [-S SIZE] [-v] [-V] [-P] [-d] [-q]`: rdma-core's rping.
 //! - `rxe ibv_rc_pingpong [SERVER]`, `rxe ibv_ud_pingpong [SERVER]`: rdma-core's examples.
 //! - `rxe ib_read_bw`, `ib_read_lat`, `ib_write_bw`, `ib_write_lat`, `ib_send_bw`, `ib_send_lat`,
 //!   `ib_atomic_bw` `[SERVER] [-s SIZE] [-n ITERS] [-a] [-m MTU] [-t DEPTH] [--report_gbits]`:
@@ -70,6 +70,15 @@ enum Command {
         /// Check each pong.
         #[arg(short = 'V')]
         validate: bool,
+        /// Persistent server: serve one client after another.
+        #[arg(short = 'P')]
+        persistent: bool,
+        /// Debug log (objects, CM events, completions, buffer advertisements).
+        #[arg(short = 'd')]
+        debug: bool,
+        /// Self-created QP (always so here; accepted for rping's command lines).
+        #[arg(short = 'q')]
+        self_created_qp: bool,
         /// RoCEv2 UDP port of this device and the peer.
         #[arg(long, default_value_t = 4791)]
         udp_port: u16,
@@ -330,6 +339,9 @@ fn main() -> ExitCode {
             size,
             verbose,
             validate,
+            persistent,
+            debug,
+            self_created_qp,
             udp_port,
             timeout,
         } => {
@@ -347,6 +359,9 @@ fn main() -> ExitCode {
                 validate,
                 udp_port,
                 timeout: std::time::Duration::from_secs(timeout.max(1)),
+                persistent,
+                debug,
+                self_created_qp,
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
