@@ -11,7 +11,7 @@ use rxe_examples::perftest::{run, PerftestArgs, Test};
 const CAS_PORT_SLOT: u16 = 7;
 
 fn pair(test: Test, size: Option<u64>, iters: u64, all: bool, n: u16) -> (String, String) {
-    pair_in(test, size, iters, all, n, false)
+    pair_in(test, size, iters, all, n, |_| {})
 }
 
 fn pair_in(
@@ -20,7 +20,7 @@ fn pair_in(
     iters: u64,
     all: bool,
     n: u16,
-    engine: bool,
+    tweak: fn(&mut PerftestArgs),
 ) -> (String, String) {
     let port = 20000 + (std::process::id() % 5000) as u16 * 4 + n;
     let mut srv = PerftestArgs::new(test);
@@ -31,8 +31,8 @@ fn pair_in(
     srv.iters = Some(iters);
     srv.all = all;
     srv.timeout = Duration::from_secs(20);
-    srv.engine = engine;
     srv.cmp_swap = test == Test::AtomicBw && n == CAS_PORT_SLOT;
+    tweak(&mut srv);
     let mut cli = srv.clone();
     cli.server = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)).into());
     cli.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)).into());
@@ -143,9 +143,11 @@ fn all_sizes_run_every_power_of_two() {
 
 #[test]
 fn bad_flags_and_absent_peers_are_one_line_errors() {
-    let mut a = PerftestArgs::new(Test::ReadBw);
-    a.qps = 2;
-    assert!(run(&a, &mut Vec::new()).unwrap_err().0.starts_with("-q"));
+    for q in [0, 257] {
+        let mut a = PerftestArgs::new(Test::ReadBw);
+        a.qps = q;
+        assert!(run(&a, &mut Vec::new()).unwrap_err().0.starts_with("-q"));
+    }
     let mut a = PerftestArgs::new(Test::ReadBw);
     a.mtu = Some(1000);
     assert!(run(&a, &mut Vec::new()).unwrap_err().0.starts_with("-m"));
@@ -195,7 +197,9 @@ fn every_tool_runs_with_engine_threads_too() {
     .enumerate()
     {
         let size = if t == Test::AtomicBw { 8 } else { 4096 };
-        let (_, c) = pair_in(t, Some(size), 300, false, 300 + i as u16, true);
+        let (_, c) = pair_in(t, Some(size), 300, false, 300 + i as u16, |a| {
+            a.engine = true
+        });
         assert!(row(&c, size, 300).is_some(), "{}:\n{c}", t.name());
     }
 }
@@ -205,4 +209,47 @@ fn atomic_bw_does_compare_and_swap_too() {
     let (s, c) = pair(Test::AtomicBw, Some(8), 300, false, CAS_PORT_SLOT);
     assert!(c.contains("Atomic CMP_AND_SWAP BW Test"), "{c}");
     assert_eq!(row(&c, 8, 300), row(&s, 8, 300));
+}
+
+#[test]
+fn one_sided_bw_tests_run_on_several_qps() {
+    for (i, (t, size)) in [
+        (Test::WriteBw, 65536),
+        (Test::ReadBw, 4096),
+        (Test::AtomicBw, 8),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, c) = pair_in(t, Some(size), 200, false, 400 + i as u16, |a| a.qps = 4);
+        for out in [&s, &c] {
+            assert!(out.contains(" Number of qps   : 4\t"), "{out}");
+            assert_eq!(out.matches(" local address: ").count(), 4, "{out}");
+            assert_eq!(out.matches(" remote address: ").count(), 4, "{out}");
+        }
+        // Four QPs, each its own QPN on each side.
+        let mut qpns: Vec<&str> = c
+            .lines()
+            .filter(|l| l.starts_with(" local address: "))
+            .filter_map(|l| l.split("QPN ").nth(1))
+            .collect();
+        qpns.dedup();
+        assert_eq!(qpns.len(), 4, "{c}");
+        // The row counts every QP's iterations (4 × 200), as perftest's, and the server has
+        // the client's.
+        let cr = row(&c, size, 800).unwrap_or_else(|| panic!("no row:\n{c}"));
+        assert_eq!(Some(cr.clone()), row(&s, size, 800), "{s}");
+        assert!(cr[1] > 0.0, "{cr:?}");
+    }
+    // Tools whose -q > 1 is not done yet say so.
+    let mut a = PerftestArgs::new(Test::SendLat);
+    a.qps = 2;
+    a.server = Some(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
+    let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("-q 2") && err.contains("ib_send_lat"), "{err}");
+    a.qps = 0;
+    assert!(run(&a, &mut Vec::new())
+        .unwrap_err()
+        .to_string()
+        .contains("-q"));
 }

@@ -130,7 +130,7 @@ pub struct PerftestArgs {
     pub mtu: Option<u32>,
     /// `-t`: send queue depth (default 128 for BW, 1 for latency).
     pub tx_depth: Option<u32>,
-    /// `-q`: QPs (only 1 so far).
+    /// `-q`: QPs (more than one: ib_read_bw, ib_write_bw and ib_atomic_bw, up to 256).
     pub qps: u32,
     /// `-b`: bidirectional (not yet).
     pub bidirectional: bool,
@@ -198,6 +198,8 @@ fn e<T: std::fmt::Display>(what: &'static str) -> impl Fn(T) -> PerftestError {
 /// like a Linux user address, as perftest's would).
 const BUF: u64 = 0x5600_0000_0000;
 const CYCLE_BUFFER: u64 = 4096;
+/// Most QPs `-q` takes.
+const MAX_QPS: usize = 256;
 const CACHE_LINE: u64 = 64;
 /// Receives posted ahead (perftest's 512, capped at the device's queue depth).
 const RX_DEPTH: u64 = if QP_DEPTH < 512 { QP_DEPTH as u64 } else { 512 };
@@ -237,7 +239,10 @@ struct Rdma {
     rx_seen: u64,
     /// ib_atomic_bw: CMP_AND_SWAP instead of FETCH_AND_ADD.
     cmp_swap: bool,
+    /// The first QP (the only one but for `-q`).
     qpn: Qpn,
+    /// Every QP (`-q`), `qpn` first.
+    qps: Vec<Qpn>,
     scq: CqId,
     rcq: CqId,
     lkey: u32,
@@ -369,10 +374,15 @@ fn now_ns(base: Instant) -> u64 {
 /// Runs one perftest tool; what it prints goes to `out`.
 pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestError> {
     let t = args.test;
-    if args.qps != 1 {
-        return Err(PerftestError(
-            "-q: only one QP per run is supported so far".into(),
-        ));
+    let nqps = args.qps as usize;
+    if !(1..=MAX_QPS).contains(&nqps) {
+        return Err(PerftestError(format!("-q: 1 to {MAX_QPS} QPs")));
+    }
+    if nqps > 1 && !t.one_sided_bw() {
+        return Err(PerftestError(format!(
+            "-q {nqps}: more than one QP is supported by ib_read_bw, ib_write_bw and ib_atomic_bw (not yet by {})",
+            t.name()
+        )));
     }
     if args.bidirectional {
         return Err(PerftestError(
@@ -483,8 +493,9 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             Verb::Write | Verb::Send => Access::REMOTE_WRITE,
             Verb::Atomic => Access::REMOTE_ATOMIC,
         };
+    // perftest's layout: each QP's send half at `i`, its receive half at `nqps + i`.
     let mr = c
-        .reg_mr(pd, BUF, (2 * half) as usize, access)
+        .reg_mr(pd, BUF, (2 * nqps as u64 * half) as usize, access)
         .map_err(e("Couldn't allocate MR"))?;
     if t != Test::WriteLat {
         // perftest fills its buffer with random bytes (write_lat's stays zero: it polls it).
@@ -498,38 +509,45 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             }
         }
     }
-    let scq = c.create_cq(tx_depth as usize + 1);
+    let scq = c.create_cq(nqps * tx_depth as usize + 1);
     let rcq = c.create_cq(RX_DEPTH as usize + 1);
-    let qpn = c
-        .create_qp(&QpInit {
-            qp_type: QpType::Rc,
-            pd,
-            send_cq: scq,
-            recv_cq: rcq,
-        })
-        .map_err(e("Couldn't create QP"))?;
-    c.modify_qp(
-        qpn,
-        &QpAttr {
-            state: Some(QpState::Init),
-            pkey_index: Some(0),
-            port: Some(1),
-            access: Some(access),
-            ..QpAttr::default()
-        },
-    )
-    .map_err(e("Failed to modify QP to INIT"))?;
     let reads = matches!(t.verb(), Verb::Read | Verb::Atomic);
-    let my = KeyMsg {
-        lid: 0,
-        out_reads: if reads { u16::from(MAX_RD_ATOMIC) } else { 1 },
-        qpn: qpn.value(),
-        psn: c.random_psn().value(),
-        rkey: if t.verb() == Verb::Send { 0 } else { mr.rkey },
-        vaddr: BUF + half,
-        gid: rxe_wire::cma::gid_of(local_ip),
-        srqn: 0,
-    };
+    let mut qps = Vec::with_capacity(nqps);
+    let mut mine = Vec::with_capacity(nqps);
+    for i in 0..nqps {
+        let qpn = c
+            .create_qp(&QpInit {
+                qp_type: QpType::Rc,
+                pd,
+                send_cq: scq,
+                recv_cq: rcq,
+            })
+            .map_err(e("Couldn't create QP"))?;
+        c.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Init),
+                pkey_index: Some(0),
+                port: Some(1),
+                access: Some(access),
+                ..QpAttr::default()
+            },
+        )
+        .map_err(e("Failed to modify QP to INIT"))?;
+        qps.push(qpn);
+        mine.push(KeyMsg {
+            lid: 0,
+            out_reads: if reads { u16::from(MAX_RD_ATOMIC) } else { 1 },
+            qpn: qpn.value(),
+            psn: c.random_psn().value(),
+            rkey: if t.verb() == Verb::Send { 0 } else { mr.rkey },
+            vaddr: BUF + (nqps + i) as u64 * half,
+            gid: rxe_wire::cma::gid_of(local_ip),
+            srqn: 0,
+        });
+    }
+    let qpn = qps[0];
+    let my = mine[0];
     let mut r = Rdma {
         dev: if args.engine {
             Dev::Engine(Engine::start(dev).map_err(e("engine thread"))?)
@@ -539,6 +557,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         rx_seen: 0,
         cmp_swap: args.cmp_swap,
         qpn,
+        qps,
         scq,
         rcq,
         lkey: mr.lkey,
@@ -547,37 +566,37 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         server: !client,
     };
 
-    // K1: the keys.
-    let rem = oob
-        .keys(&my, &mut || r.pump())
-        .map_err(e("Failed to exchange data between server and clients"))?;
+    // K1: the keys, one message per QP.
+    let mut rems = Vec::with_capacity(nqps);
+    for m in &mine {
+        let rem = oob
+            .keys(m, &mut || r.pump())
+            .map_err(e("Failed to exchange data between server and clients"))?;
+        rems.push(rem);
+    }
+    let rem = rems[0];
     if my.gid.to_ipv4_mapped().is_some() != rem.gid.to_ipv4_mapped().is_some() {
         return Err(PerftestError(
             "The two sides' GIDs differ in kind (IPv4-mapped and IPv6)".into(),
         ));
     }
-    connect_qp(&mut r, &my, &rem, local_ip, mtu)?;
+    for (i, (m, rm)) in mine.iter().zip(&rems).enumerate() {
+        connect_qp(&mut r, i, m, rm, local_ip, mtu)?;
+    }
     print_info(out, args, t, client, mtu, tx_depth);
-    let _ = writeln!(
-        out,
-        "{}",
-        my.describe(
-            "local",
-            reads && t.verb() == Verb::Read,
-            t.verb() != Verb::Send && t.verb() != Verb::Atomic
-        )
+    let (show_out_reads, show_rkey) = (
+        reads && t.verb() == Verb::Read,
+        t.verb() != Verb::Send && t.verb() != Verb::Atomic,
     );
-    oob.keys(&my, &mut || r.pump())
-        .map_err(e("Failed to exchange data between server and clients"))?;
-    let _ = writeln!(
-        out,
-        "{}",
-        rem.describe(
-            "remote",
-            reads && t.verb() == Verb::Read,
-            t.verb() != Verb::Send && t.verb() != Verb::Atomic
-        )
-    );
+    for m in &mine {
+        let _ = writeln!(out, "{}", m.describe("local", show_out_reads, show_rkey));
+    }
+    // K2: the keys again, each peer's printed as it comes.
+    for (m, rm) in mine.iter().zip(&rems) {
+        oob.keys(m, &mut || r.pump())
+            .map_err(e("Failed to exchange data between server and clients"))?;
+        let _ = writeln!(out, "{}", rm.describe("remote", show_out_reads, show_rkey));
+    }
     oob.keys(&my, &mut || r.pump())
         .map_err(e("Failed to exchange data between server and clients"))?;
     if !t.one_sided_bw() {
@@ -605,16 +624,18 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         let _ = writeln!(out, "{}", report::lat_header());
     }
     let gbits = args.report_gbits;
-    let with_peak = iters <= 20000;
+    let with_peak = iters * nqps as u64 <= 20000;
     let mut last_report = BwReport::default();
     match (t, client) {
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, true) => {
             for &s in &sizes {
-                let b = bw_client(&mut r, t, &rem, s, iters, tx_depth, with_peak, gbits)?;
-                let _ = writeln!(out, "{}", report::bw_row(s, iters, &b));
+                let b = bw_client(&mut r, t, &rems, s, iters, tx_depth, with_peak, gbits)?;
+                // perftest counts the iterations of every QP.
+                let all = iters * nqps as u64;
+                let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
                 last_report = BwReport {
                     size: s,
-                    iters,
+                    iters: all,
                     bw_peak: b.peak,
                     bw_avg: b.avg,
                     msg_rate: b.msg_rate,
@@ -642,7 +663,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         }
         (Test::SendBw, _) => {
             let b = if client {
-                bw_client(&mut r, t, &rem, size, iters, tx_depth, with_peak, gbits)?
+                bw_client(&mut r, t, &rems, size, iters, tx_depth, with_peak, gbits)?
             } else {
                 send_bw_server(&mut r, size, iters, gbits)?
             };
@@ -692,12 +713,13 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
 
 fn connect_qp(
     r: &mut Rdma,
+    index: usize,
     my: &KeyMsg,
     rem: &KeyMsg,
     local_ip: IpAddr,
     mtu: Mtu,
 ) -> Result<(), PerftestError> {
-    let qpn = r.qpn;
+    let qpn = r.qps[index];
     r.with(|c| {
         c.modify_qp(
             qpn,
@@ -744,7 +766,7 @@ fn print_info(out: &mut impl Write, a: &PerftestArgs, t: Test, client: bool, mtu
         " Dual-port       : OFF\t\tDevice         : {}",
         a.device
     );
-    let _ = writeln!(out, " Number of qps   : 1\t\tTransport type : IB");
+    let _ = writeln!(out, " Number of qps   : {}\t\tTransport type : IB", a.qps);
     let _ = writeln!(out, " Connection type : RC\t\tUsing SRQ      : OFF");
     let _ = writeln!(out, " PCIe relax order: OFF");
     let _ = writeln!(out, " ibv_wr* API     : OFF");
@@ -783,12 +805,14 @@ fn offset(k: u64, size: u64) -> u64 {
     }
 }
 
-/// `run_iter_bw`: up to `tx_depth` outstanding, every `cq_mod`-th signaled (and the last).
+/// `run_iter_bw`: round-robin over the QPs, each with up to `tx_depth` outstanding and every
+/// `cq_mod`-th (and its last) signaled; the times are over all QPs' operations in posting and
+/// completion order, as perftest's `tposted` / `tcompleted`.
 #[allow(clippy::too_many_arguments)]
 fn bw_client(
     r: &mut Rdma,
     t: Test,
-    rem: &KeyMsg,
+    rems: &[KeyMsg],
     size: u64,
     iters: u64,
     tx_depth: u64,
@@ -796,51 +820,60 @@ fn bw_client(
     gbits: bool,
 ) -> Result<report::Bw, PerftestError> {
     let cq_mod = tx_depth.min(100);
-    let n = iters as usize;
-    let mut posted_t = vec![0u64; n];
-    let mut done_t = vec![0u64; n];
-    let (mut posted, mut done) = (0u64, 0u64);
+    let nq = r.qps.len();
+    let total = iters * nq as u64;
+    let mut posted_t = vec![0u64; total as usize];
+    let mut done_t = vec![0u64; total as usize];
+    // Per QP: posted and completed counts.
+    let mut scnt = vec![0u64; nq];
+    let mut ccnt = vec![0u64; nq];
+    let (mut totscnt, mut totccnt) = (0u64, 0u64);
     let base = Instant::now();
     let mut last = Instant::now();
-    let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
-    while done < iters {
-        while posted < iters && posted - done < tx_depth {
-            let off = offset(posted, size);
-            let remote = Remote {
-                addr: rem.vaddr + off,
-                rkey: Rkey(rem.rkey),
-            };
-            let op = match t.verb() {
-                Verb::Read => WrOpcode::RdmaRead(remote),
-                Verb::Write => WrOpcode::RdmaWrite(remote),
-                Verb::Send => WrOpcode::Send,
-                // perftest's values: add 1, or compare 0 and swap 0.
-                Verb::Atomic if r.cmp_swap => WrOpcode::AtomicCmpSwp {
-                    remote,
-                    compare: 0,
-                    swap: 0,
-                },
-                Verb::Atomic => WrOpcode::AtomicFetchAdd { remote, add: 1 },
-            };
-            let signaled = (posted + 1) % cq_mod == 0 || posted + 1 == iters;
-            let wr = SendWr::new(
-                posted,
-                op,
-                Some(Sge {
-                    addr: BUF + off,
-                    length: size as u32,
-                    lkey,
-                }),
-                if signaled {
-                    SendFlags::SIGNALED
-                } else {
-                    SendFlags::empty()
-                },
-            );
-            posted_t[posted as usize] = now_ns(base);
-            r.with(|c| c.post_send(qpn, wr))?
-                .map_err(e("Couldn't post send"))?;
-            posted += 1;
+    let (lkey, scq) = (r.lkey, r.scq);
+    let qps = r.qps.clone();
+    while totccnt < total {
+        for (i, &qpn) in qps.iter().enumerate() {
+            while scnt[i] < iters && scnt[i] - ccnt[i] < tx_depth {
+                let off = offset(scnt[i], size);
+                let remote = Remote {
+                    addr: rems[i].vaddr + off,
+                    rkey: Rkey(rems[i].rkey),
+                };
+                let op = match t.verb() {
+                    Verb::Read => WrOpcode::RdmaRead(remote),
+                    Verb::Write => WrOpcode::RdmaWrite(remote),
+                    Verb::Send => WrOpcode::Send,
+                    // perftest's values: add 1, or compare 0 and swap 0.
+                    Verb::Atomic if r.cmp_swap => WrOpcode::AtomicCmpSwp {
+                        remote,
+                        compare: 0,
+                        swap: 0,
+                    },
+                    Verb::Atomic => WrOpcode::AtomicFetchAdd { remote, add: 1 },
+                };
+                let signaled = (scnt[i] + 1) % cq_mod == 0 || scnt[i] + 1 == iters;
+                // The wr_id says which QP and how far it got.
+                let wr = SendWr::new(
+                    (i as u64) << 40 | scnt[i],
+                    op,
+                    Some(Sge {
+                        addr: BUF + i as u64 * r.half + off,
+                        length: size as u32,
+                        lkey,
+                    }),
+                    if signaled {
+                        SendFlags::SIGNALED
+                    } else {
+                        SendFlags::empty()
+                    },
+                );
+                posted_t[totscnt as usize] = now_ns(base);
+                r.with(|c| c.post_send(qpn, wr))?
+                    .map_err(e("Couldn't post send"))?;
+                scnt[i] += 1;
+                totscnt += 1;
+            }
         }
         let (first, heard) = r.turn(Some(scq))?;
         if heard {
@@ -850,17 +883,21 @@ fn bw_client(
         while let Some(wc) = next {
             let wc = check(wc, false)?;
             let now = now_ns(base);
-            let upto = wc.wr_id + 1;
-            for i in done..upto.min(iters) {
-                done_t[i as usize] = now;
+            let (i, upto) = ((wc.wr_id >> 40) as usize, (wc.wr_id & 0xff_ffff_ffff) + 1);
+            if let Some(c) = ccnt.get_mut(i) {
+                let newly = upto.min(iters).saturating_sub(*c);
+                *c += newly;
+                for k in totccnt..(totccnt + newly).min(total) {
+                    done_t[k as usize] = now;
+                }
+                totccnt += newly;
             }
-            done = done.max(upto);
             last = Instant::now();
             next = r.with(|c| c.poll_cq(scq))?;
         }
         if last.elapsed() > r.timeout {
             return Err(PerftestError(format!(
-                "no completion in {:?} ({done} of {iters} done): is the peer still there?",
+                "no completion in {:?} ({totccnt} of {total} done): is the peer still there?",
                 r.timeout
             )));
         }
