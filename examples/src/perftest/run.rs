@@ -852,7 +852,7 @@ fn bw_client(
                     },
                     Verb::Atomic => WrOpcode::AtomicFetchAdd { remote, add: 1 },
                 };
-                let signaled = (scnt[i] + 1) % cq_mod == 0 || scnt[i] + 1 == iters;
+                let signaled = (scnt[i] + 1).is_multiple_of(cq_mod) || scnt[i] + 1 == iters;
                 // The wr_id says which QP and how far it got.
                 let wr = SendWr::new(
                     (i as u64) << 40 | scnt[i],
