@@ -253,3 +253,30 @@ fn one_sided_bw_tests_run_on_several_qps() {
         .to_string()
         .contains("-q"));
 }
+
+#[test]
+fn bidirectional_bw_tests_run_both_ways_and_print_the_sum_on_both_sides() {
+    for (i, (t, size)) in [
+        (Test::WriteBw, 65536),
+        (Test::ReadBw, 4096),
+        (Test::AtomicBw, 8),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, c) = pair_in(t, Some(size), 300, false, 500 + i as u16, |a| {
+            a.bidirectional = true
+        });
+        for out in [&s, &c] {
+            assert!(out.contains(" Bidirectional BW Test\n"), "{out}");
+            assert!(out.contains(" TX depth        : 128\n"), "{out}");
+        }
+        let cr = row(&c, size, 300).unwrap_or_else(|| panic!("no row:\n{c}"));
+        assert_eq!(Some(cr.clone()), row(&s, size, 300), "{s}");
+        assert!(cr[1] > 0.0, "{cr:?}");
+    }
+    let mut a = PerftestArgs::new(Test::SendBw);
+    a.bidirectional = true;
+    let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.starts_with("-b") && err.contains("ib_send_bw"), "{err}");
+}

@@ -235,7 +235,7 @@ struct PerftestOpts {
     /// QPs (ib_read_bw, ib_write_bw and ib_atomic_bw take up to 256; the others 1).
     #[arg(short = 'q', long = "qp", default_value_t = 1)]
     qps: u32,
-    /// Bidirectional (not yet).
+    /// Bidirectional: both sides send (ib_read_bw, ib_write_bw, ib_atomic_bw).
     #[arg(short = 'b', long)]
     bidirectional: bool,
     /// Don't fail on CPU frequency differences (accepted; there is no such check here).

@@ -81,7 +81,7 @@ impl Test {
         matches!(self, Test::ReadBw | Test::WriteBw | Test::AtomicBw)
     }
 
-    fn title(self, cmp_swap: bool) -> String {
+    fn title(self, cmp_swap: bool, duplex: bool) -> String {
         let verb = match self.verb() {
             Verb::Read => "RDMA_Read",
             Verb::Write => "RDMA_Write",
@@ -89,7 +89,11 @@ impl Test {
             Verb::Atomic if cmp_swap => "Atomic CMP_AND_SWAP",
             Verb::Atomic => "Atomic FETCH_AND_ADD",
         };
-        let kind = if self.is_bw() { "BW" } else { "Latency" };
+        let kind = match (self.is_bw(), duplex) {
+            (true, true) => "Bidirectional BW",
+            (true, false) => "BW",
+            _ => "Latency",
+        };
         format!("{verb} {kind} Test")
     }
 
@@ -132,7 +136,7 @@ pub struct PerftestArgs {
     pub tx_depth: Option<u32>,
     /// `-q`: QPs (more than one: ib_read_bw, ib_write_bw and ib_atomic_bw, up to 256).
     pub qps: u32,
-    /// `-b`: bidirectional (not yet).
+    /// `-b`: bidirectional (the one-sided BW tests): both sides run, each prints the sum.
     pub bidirectional: bool,
     /// `--report_gbits`.
     pub report_gbits: bool,
@@ -384,10 +388,15 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             t.name()
         )));
     }
-    if args.bidirectional {
-        return Err(PerftestError(
-            "-b: bidirectional runs are not supported yet".into(),
-        ));
+    let duplex = args.bidirectional;
+    if duplex && !t.one_sided_bw() {
+        return Err(PerftestError(format!(
+            "-b: bidirectional runs are supported by ib_read_bw, ib_write_bw and ib_atomic_bw (not yet by {})",
+            t.name()
+        )));
+    }
+    if duplex && args.all {
+        return Err(PerftestError("-b with -a is not supported yet".into()));
     }
     if args.all && matches!(t, Test::SendLat | Test::WriteLat | Test::SendBw) {
         return Err(PerftestError(format!(
@@ -627,6 +636,31 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     let with_peak = iters * nqps as u64 <= 20000;
     let mut last_report = BwReport::default();
     match (t, client) {
+        (Test::ReadBw | Test::WriteBw | Test::AtomicBw, _) if duplex => {
+            // Both sides run; a barrier before, the reports swapped after, and each side prints
+            // the sum of both directions (perftest's print_full_bw_report with the peer's).
+            oob.keys(&my, &mut || r.pump())
+                .map_err(e("Failed to exchange data between server and clients"))?;
+            let b = bw_client(&mut r, t, &rems, size, iters, tx_depth, with_peak, gbits)?;
+            let all = iters * nqps as u64;
+            let mine = BwReport {
+                size,
+                iters: all,
+                bw_peak: b.peak,
+                bw_avg: b.avg,
+                msg_rate: b.msg_rate,
+            };
+            let theirs = oob
+                .bw_report(&mine, &mut || r.pump())
+                .map_err(e("Failed to exchange BW reports"))?;
+            let sum = report::Bw {
+                peak: b.peak + theirs.bw_peak,
+                avg: b.avg + theirs.bw_avg,
+                msg_rate: b.msg_rate + theirs.msg_rate,
+            };
+            let _ = writeln!(out, "{}", report::bw_row(size, all, &sum));
+            let _ = writeln!(out, "{RESULT_LINE}");
+        }
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, true) => {
             for &s in &sizes {
                 let b = bw_client(&mut r, t, &rems, s, iters, tx_depth, with_peak, gbits)?;
@@ -703,7 +737,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             .map_err(e("Failed to close connection between server and client"))?;
         oob.close(&mut || r.pump());
     }
-    let silent_end = (t.one_sided_bw() && client) || (t == Test::ReadLat && !client);
+    let silent_end = (t.one_sided_bw() && (client || duplex)) || (t == Test::ReadLat && !client);
     if !silent_end {
         let _ = writeln!(out, "{RESULT_LINE}");
     }
@@ -760,7 +794,11 @@ fn connect_qp(
 
 fn print_info(out: &mut impl Write, a: &PerftestArgs, t: Test, client: bool, mtu: Mtu, tx: u64) {
     let _ = writeln!(out, "{RESULT_LINE}");
-    let _ = writeln!(out, "                    {}", t.title(a.cmp_swap));
+    let _ = writeln!(
+        out,
+        "                    {}",
+        t.title(a.cmp_swap, a.bidirectional)
+    );
     let _ = writeln!(
         out,
         " Dual-port       : OFF\t\tDevice         : {}",
@@ -770,7 +808,7 @@ fn print_info(out: &mut impl Write, a: &PerftestArgs, t: Test, client: bool, mtu
     let _ = writeln!(out, " Connection type : RC\t\tUsing SRQ      : OFF");
     let _ = writeln!(out, " PCIe relax order: OFF");
     let _ = writeln!(out, " ibv_wr* API     : OFF");
-    if client || !t.is_bw() {
+    if client || !t.is_bw() || a.bidirectional {
         let _ = writeln!(out, " TX depth        : {tx}");
     }
     if t.verb() == Verb::Send && (!client || !t.is_bw()) {
