@@ -137,6 +137,81 @@ pub(crate) fn send_segments(
     }
 }
 
+/// One message of a [`send_many`]: `payload` to `to`, as datagrams of `segment` bytes (the last
+/// may be shorter; one datagram when `segment >= payload.len()`).
+pub(crate) struct OutMsg<'a> {
+    pub(crate) to: SocketAddr,
+    pub(crate) payload: &'a [u8],
+    pub(crate) segment: usize,
+}
+
+/// Most messages one [`send_many`] call hands the kernel (`UIO_MAXIOV` allows 1024).
+pub(crate) const MAX_MESSAGES: usize = 64;
+
+/// Sends every message, in order, with as few `sendmmsg` calls as it takes (one, unless the
+/// kernel stops early); each message may itself be a GSO run. Returns `(sent, syscalls)`:
+/// how many messages the kernel took and how many calls it took. A message the kernel refuses
+/// is skipped (and not counted as sent).
+#[allow(unsafe_code)]
+pub(crate) fn send_many(sock: &UdpSocket, msgs: &[OutMsg<'_>]) -> (usize, u64) {
+    let n = msgs.len();
+    let mut names: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
+        msgs.iter().map(|m| sockaddr_of(m.to)).collect();
+    let mut iovs: Vec<libc::iovec> = msgs
+        .iter()
+        .map(|m| libc::iovec {
+            iov_base: m.payload.as_ptr() as *mut libc::c_void,
+            iov_len: m.payload.len(),
+        })
+        .collect();
+    let mut cmsgs: Vec<Cmsg> = (0..n).map(|_| Cmsg([0; 64])).collect();
+    // SAFETY: mmsghdr is plain data; every pointer stored below points into `names`, `iovs`,
+    // `cmsgs` or a payload, all of which outlive the sendmmsg calls and are not moved (the
+    // vectors are not resized after this point); each control buffer is aligned and large
+    // enough for one u16 control message.
+    let mut hdrs: Vec<libc::mmsghdr> = (0..n)
+        .map(|i| unsafe {
+            let mut h: libc::mmsghdr = std::mem::zeroed();
+            h.msg_hdr.msg_name = (&mut names[i].0 as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = names[i].1;
+            h.msg_hdr.msg_iov = &mut iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            if msgs[i].payload.len() > msgs[i].segment {
+                let space = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as usize;
+                h.msg_hdr.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = space as _;
+                let c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), msgs[i].segment as u16);
+            }
+            h
+        })
+        .collect();
+    let (mut at, mut sent, mut calls) = (0usize, 0usize, 0u64);
+    while at < n {
+        calls += 1;
+        // SAFETY: `hdrs[at..]` are valid, initialised headers (see above).
+        let r = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                hdrs[at..].as_mut_ptr(),
+                (n - at) as libc::c_uint,
+                0,
+            )
+        };
+        if r <= 0 {
+            // The message at `at` was refused: skip it, go on with the rest.
+            at += 1;
+        } else {
+            at += r as usize;
+            sent += r as usize;
+        }
+    }
+    (sent, calls)
+}
+
 /// Receives into `buf` without blocking: `(bytes, sender, segment size)` where a segment size
 /// says the kernel coalesced datagrams of that size (the last may be shorter) back to back.
 #[allow(unsafe_code)]

@@ -83,6 +83,23 @@ pub struct UdpDeviceCounters {
     pub faults_reordered: u64,
 }
 
+/// A message gathered for the next `sendmmsg`: `batch[start..start + len]` to `to`, `count`
+/// datagrams of `segment` bytes.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    to: SocketAddr,
+    start: usize,
+    len: usize,
+    segment: usize,
+    count: u64,
+}
+
+/// BTH opcode of an RC ACKNOWLEDGE (ACK or NAK, AETH only).
+const RC_ACKNOWLEDGE: u8 = 0x11;
+
+/// Bytes gathered before a `sendmmsg` goes out anyway.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
 /// A Soft-RoCE device on a UDP socket.
 #[derive(Debug)]
 pub struct UdpDevice {
@@ -94,15 +111,33 @@ pub struct UdpDevice {
     solvers: HashMap<usize, IdentSolver>,
     rx_buf: Vec<u8>,
     tx_buf: Vec<u8>,
-    /// UDP payloads of the GSO run being gathered, its destination and segment size.
+    /// UDP payloads waiting to go out in the next `sendmmsg`, back to back: the finished
+    /// messages in `pending`, then the GSO run being gathered (from `batch_start`, to
+    /// `batch_to`, `batch_count` datagrams of `batch_seg` bytes).
     batch: Vec<u8>,
+    pending: Vec<Pending>,
+    batch_start: usize,
     batch_to: Option<SocketAddr>,
     batch_seg: usize,
     batch_count: usize,
+    /// ACKs of this transmit turn, sent after its other packets (`acks[start..start + len]` to
+    /// `to`): an answer the application just posted leaves first, in the same sendmmsg.
+    acks: Vec<u8>,
+    ack_msgs: Vec<(SocketAddr, usize, usize)>,
     /// A datagram the fault injector holds back, and where it goes.
     held: Option<(Vec<u8>, SocketAddr)>,
     counters: UdpDeviceCounters,
     tap: Option<crate::PcapTap>,
+}
+
+impl Drop for UdpDevice {
+    /// Sends what is still queued (ACKs held for the application's answer, a DREP), so a
+    /// program that ends right after its last completion leaves no peer waiting.
+    fn drop(&mut self) {
+        let now = self.now();
+        let _ = self.gather(now);
+        self.flush_all();
+    }
 }
 
 /// `setsockopt(IPPROTO_UDP, UDP_NO_CHECK6_RX)`: accept IPv6 UDP datagrams whose checksum is zero
@@ -171,6 +206,10 @@ impl UdpDevice {
             rx_buf: vec![0u8; HEADROOM + 65536 + 4096],
             tx_buf: vec![0u8; 65536],
             batch: Vec::with_capacity(65536),
+            pending: Vec::with_capacity(crate::batch_io::MAX_MESSAGES),
+            acks: Vec::new(),
+            ack_msgs: Vec::new(),
+            batch_start: 0,
             batch_to: None,
             batch_seg: 0,
             batch_count: 0,
@@ -223,26 +262,44 @@ impl UdpDevice {
     /// Runs the protocol once without blocking: receives what has arrived, runs due timers,
     /// sends what is ready. Returns whether anything happened.
     pub fn progress(&mut self) -> io::Result<bool> {
-        // Send first what the caller posted since the last turn, then receive (and send what
-        // the received packets call for: ACKs, READ responses).
+        // Send first what the caller posted since the last turn (with the ACKs queued so far).
+        // With only ACKs queued, receive first: what arrives may give the application
+        // something to answer, and its answer then leaves with those ACKs in one sendmmsg.
         let now = self.now();
-        let mut any = self.transmit(now)?;
+        let mut any = self.gather(now)?;
+        if self.has_requests() {
+            self.flush_all();
+        }
         for _ in 0..64 {
+            let completions = self.core.device_counters().completions;
             if !self.receive_one()? {
                 break;
             }
             any = true;
-            // Answer before looking for more: a READ response or an ACK goes out one (EAGAIN)
-            // receive call sooner, which is most of a round trip's overhead on loopback. A burst
-            // still batches: GRO hands it over in one receive.
-            self.transmit(now)?;
+            if self.core.device_counters().completions != completions {
+                // The application has a completion to act on: let it (the ACKs wait for the
+                // next turn, a moment away, or the device's drop; anything else goes now).
+                self.gather(now)?;
+                if self.has_requests() {
+                    self.flush_all();
+                }
+                return Ok(true);
+            }
+            // Answer requests (READ responses, atomic results) before looking for more: one
+            // (EAGAIN) receive call sooner, most of a round trip's overhead on loopback. A
+            // burst still batches: GRO hands it over in one receive.
+            self.gather(now)?;
+            if self.has_requests() {
+                self.flush_all();
+            }
         }
         let now = self.now();
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now);
             any = true;
         }
-        any |= self.transmit(now)?;
+        any |= self.gather(now)?;
+        self.flush_all();
         Ok(any)
     }
 
@@ -370,7 +427,9 @@ impl UdpDevice {
         Ok(())
     }
 
-    fn transmit(&mut self, now: Instant) -> io::Result<bool> {
+    /// Takes what the core has to send into the batch (ACKs aside), flushing only when the
+    /// batch is full; returns whether there was anything.
+    fn gather(&mut self, now: Instant) -> io::Result<bool> {
         let mut any = false;
         while let Some(n) = self.core.poll_transmit(now, &mut self.tx_buf) {
             any = true;
@@ -395,32 +454,85 @@ impl UdpDevice {
                 self.send_faulty(hdr + udp::HEADER_LEN, n, to);
                 continue;
             }
-            if !self.cfg.gso {
-                self.send_one(hdr + udp::HEADER_LEN, n, to);
+            let udp_payload = hdr + udp::HEADER_LEN;
+            if self.tx_buf[udp_payload] == RC_ACKNOWLEDGE && self.ack_msgs.len() < 64 {
+                // Independent of the requests going the same way: they can wait for the end
+                // of the batch.
+                self.ack_msgs.push((to, self.acks.len(), n - udp_payload));
+                self.acks.extend_from_slice(&self.tx_buf[udp_payload..n]);
                 continue;
             }
-            // Gather runs of equal-sized datagrams to one peer (a shorter one ends a run).
-            let fits = self.batch_to == Some(to)
+            let dest_qp = u32::from_be_bytes([
+                0,
+                self.tx_buf[udp_payload + 5],
+                self.tx_buf[udp_payload + 6],
+                self.tx_buf[udp_payload + 7],
+            ]);
+            if dest_qp == 1 {
+                // A CM message (a DREQ, say) must not overtake the ACKs before it: the peer
+                // would flush what they acknowledge.
+                self.queue_acks();
+            }
+            // Gather runs of equal-sized datagrams to one peer (a shorter one ends a run) into
+            // GSO messages where allowed, and all messages into one sendmmsg.
+            let gso = self.cfg.gso;
+            let fits = gso
+                && self.batch_to == Some(to)
                 && payload_len <= self.batch_seg
-                && self.batch.len() + payload_len <= crate::batch_io::MAX_GSO_BYTES
+                && self.batch.len() - self.batch_start + payload_len
+                    <= crate::batch_io::MAX_GSO_BYTES
                 && self.batch_count < crate::batch_io::MAX_SEGMENTS;
             if !fits {
-                self.flush_batch();
+                self.end_run();
                 self.batch_to = Some(to);
                 self.batch_seg = payload_len;
+                self.batch_start = self.batch.len();
             }
             self.batch
                 .extend_from_slice(&self.tx_buf[hdr + udp::HEADER_LEN..n]);
             self.batch_count += 1;
-            if payload_len < self.batch_seg {
+            if !gso || payload_len < self.batch_seg {
+                self.end_run();
+            }
+            if self.pending.len() >= crate::batch_io::MAX_MESSAGES
+                || self.batch.len() >= MAX_BATCH_BYTES
+            {
                 self.flush_batch();
             }
         }
+        Ok(any)
+    }
+
+    /// Whether the batch holds anything but ACKs.
+    fn has_requests(&self) -> bool {
+        !self.pending.is_empty() || self.batch_to.is_some()
+    }
+
+    /// Sends the batch, then the ACKs, each its own datagram, in the same sendmmsg.
+    fn flush_all(&mut self) {
+        self.queue_acks();
         self.flush_batch();
         if let Some((p, to)) = self.held.take() {
             self.send_bytes(&p, to);
         }
-        Ok(any)
+    }
+
+    /// Moves the ACKs set aside into the batch, after what it holds.
+    fn queue_acks(&mut self) {
+        self.end_run();
+        for (to, start, len) in std::mem::take(&mut self.ack_msgs) {
+            let at = self.batch.len();
+            self.batch.extend_from_slice(&self.acks[start..start + len]);
+            self.pending.push(Pending {
+                to,
+                start: at,
+                len,
+                segment: len,
+                count: 1,
+            });
+            self.batch_start = self.batch.len();
+        }
+        self.acks.clear();
     }
 
     /// Sends `tx_buf[from..end]` through the fault injector.
@@ -480,18 +592,62 @@ impl UdpDevice {
         }
     }
 
-    /// Sends the gathered run: one `sendmsg` with `UDP_SEGMENT` when it holds several.
-    fn flush_batch(&mut self) {
+    /// Closes the run being gathered into a pending message.
+    fn end_run(&mut self) {
         let Some(to) = self.batch_to.take() else {
             return;
         };
-        let count = std::mem::take(&mut self.batch_count) as u64;
-        self.counters.tx_syscalls += 1;
-        match crate::batch_io::send_segments(&self.sock, to, &self.batch, self.batch_seg) {
-            Ok(_) => self.counters.tx += count,
-            Err(_) => self.counters.tx_errors += count,
+        self.pending.push(Pending {
+            to,
+            start: self.batch_start,
+            len: self.batch.len() - self.batch_start,
+            segment: self.batch_seg,
+            count: std::mem::take(&mut self.batch_count) as u64,
+        });
+        self.batch_start = self.batch.len();
+    }
+
+    /// Sends every gathered message: one `sendmsg` for one, one `sendmmsg` for several; a run
+    /// of several datagrams goes as one GSO message (`UDP_SEGMENT`).
+    fn flush_batch(&mut self) {
+        self.end_run();
+        match self.pending.len() {
+            0 => {}
+            1 => {
+                let p = self.pending[0];
+                self.counters.tx_syscalls += 1;
+                let payload = &self.batch[p.start..p.start + p.len];
+                match crate::batch_io::send_segments(&self.sock, p.to, payload, p.segment) {
+                    Ok(_) => self.counters.tx += p.count,
+                    Err(_) => self.counters.tx_errors += p.count,
+                }
+            }
+            _ => {
+                let msgs: Vec<crate::batch_io::OutMsg<'_>> = self
+                    .pending
+                    .iter()
+                    .map(|p| crate::batch_io::OutMsg {
+                        to: p.to,
+                        payload: &self.batch[p.start..p.start + p.len],
+                        segment: p.segment,
+                    })
+                    .collect();
+                let (sent, calls) = crate::batch_io::send_many(&self.sock, &msgs);
+                self.counters.tx_syscalls += calls;
+                let total: u64 = self.pending.iter().map(|p| p.count).sum();
+                // Which messages failed is not known here; count datagrams conservatively.
+                let ok: u64 = if sent == self.pending.len() {
+                    total
+                } else {
+                    self.pending[..sent].iter().map(|p| p.count).sum()
+                };
+                self.counters.tx += ok;
+                self.counters.tx_errors += total - ok;
+            }
         }
+        self.pending.clear();
         self.batch.clear();
+        self.batch_start = 0;
     }
 }
 

@@ -198,6 +198,9 @@ pub struct DeviceCounters {
     pub unknown_qp: u64,
     /// Completions dropped because their CQ was full.
     pub cq_overflow: u64,
+    /// Completions added to CQs: when it moves, the application has something to act on (a
+    /// host may let it run before sending what is queued, so its answer leaves with the ACKs).
+    pub completions: u64,
 }
 
 #[derive(Debug)]
@@ -578,6 +581,7 @@ impl Device {
                             }
                         }
                         c.q.push_back(wc);
+                        self.counters.completions += 1;
                     }
                     _ => self.counters.cq_overflow += 1,
                 }
@@ -588,6 +592,11 @@ impl Device {
             e.fatal_seen = true;
             self.events.push_back(DeviceEvent::QpFatal(qpn));
         }
+    }
+
+    /// The device's own counters (cheap: no sum over the QPs).
+    pub fn device_counters(&self) -> DeviceCounters {
+        self.counters
     }
 
     /// Device and QP counters, summed (the device's drops first).
