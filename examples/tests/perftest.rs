@@ -135,9 +135,18 @@ fn latency_tests_report_perftests_columns() {
 
 #[test]
 fn all_sizes_run_every_power_of_two() {
-    let (_, c) = pair(Test::ReadBw, None, 5, true, 200);
-    for i in 1..24 {
-        assert!(row(&c, 1 << i, 5).is_some(), "size {}:\n{c}", 1 << i);
+    for (k, t) in [Test::ReadBw, Test::SendLat, Test::WriteLat]
+        .into_iter()
+        .enumerate()
+    {
+        let (s, c) = pair(t, None, 5, true, 200 + k as u16);
+        for i in 1..24 {
+            assert!(row(&c, 1 << i, 5).is_some(), "{t:?} size {}:\n{c}", 1 << i);
+            if t != Test::ReadBw {
+                // Both sides of a ping-pong measure.
+                assert!(row(&s, 1 << i, 5).is_some(), "{t:?} size {}:\n{s}", 1 << i);
+            }
+        }
     }
 }
 
@@ -154,7 +163,7 @@ fn bad_flags_and_absent_peers_are_one_line_errors() {
     let mut a = PerftestArgs::new(Test::AtomicBw);
     a.size = Some(16);
     assert!(run(&a, &mut Vec::new()).unwrap_err().0.contains("8 bytes"));
-    let mut a = PerftestArgs::new(Test::SendLat);
+    let mut a = PerftestArgs::new(Test::SendBw);
     a.all = true;
     assert!(run(&a, &mut Vec::new()).unwrap_err().0.contains("-a"));
     // Nobody listens: the client says so within its timeout.

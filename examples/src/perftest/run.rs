@@ -403,9 +403,9 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     if duplex && args.all {
         return Err(PerftestError("-b with -a is not supported yet".into()));
     }
-    if args.all && matches!(t, Test::SendLat | Test::WriteLat | Test::SendBw) {
+    if args.all && t == Test::SendBw {
         return Err(PerftestError(format!(
-            "-a is not supported by {} yet (it is by ib_read_bw, ib_write_bw, ib_atomic_bw and ib_read_lat)",
+            "-a is not supported by {} yet (it is by every other tool)",
             t.name()
         )));
     }
@@ -613,7 +613,8 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     }
     oob.keys(&my, &mut || r.pump())
         .map_err(e("Failed to exchange data between server and clients"))?;
-    if !t.one_sided_bw() {
+    // ib_send_lat posts its receives and syncs once per size (below).
+    if !t.one_sided_bw() && t != Test::SendLat {
         if t.verb() == Verb::Send {
             // Receives for the whole run (reposted as they complete).
             let first = if t.is_bw() && client {
@@ -720,20 +721,33 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         }
         (Test::ReadLat, false) => {}
         (Test::WriteLat, _) => {
-            let posted = write_lat(&mut r, &rem, size, iters)?;
-            let _ = writeln!(
-                out,
-                "{}",
-                report::lat_row(size, iters, &report::lat(&posted, 2))
-            );
+            for &s in &sizes {
+                let posted = write_lat(&mut r, &rem, s, iters)?;
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    report::lat_row(s, iters, &report::lat(&posted, 2))
+                );
+            }
         }
         (Test::SendLat, _) => {
-            let posted = send_lat(&mut r, size, iters)?;
-            let _ = writeln!(
-                out,
-                "{}",
-                report::lat_row(size, iters, &report::lat(&posted, 2))
-            );
+            for &s in &sizes {
+                // Receives for the whole run (reposted as they complete), then a barrier so
+                // no SEND arrives before them.
+                for _ in 0..iters.min(RX_DEPTH) {
+                    let wr = r.recv_wr(s);
+                    r.with(|c| c.post_recv(qpn, wr))?
+                        .map_err(e("Couldn't post receive"))?;
+                }
+                oob.keys(&my, &mut || r.pump())
+                    .map_err(e("Failed to exchange data between server and clients"))?;
+                let posted = send_lat(&mut r, s, iters)?;
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    report::lat_row(s, iters, &report::lat(&posted, 2))
+                );
+            }
         }
     }
     if t != Test::WriteLat {
