@@ -387,6 +387,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     if !(1..=MAX_QPS).contains(&nqps) {
         return Err(PerftestError(format!("-q: 1 to {MAX_QPS} QPs")));
     }
+    if nqps > 1 && !t.is_bw() {
+        // perftest's own refusal.
+        return Err(PerftestError(
+            "-q: Multiple QPs only available on bw tests".into(),
+        ));
+    }
     if nqps > 1 && !t.one_sided_bw() {
         return Err(PerftestError(format!(
             "-q {nqps}: more than one QP is supported by ib_read_bw, ib_write_bw and ib_atomic_bw (not yet by {})",
@@ -394,6 +400,11 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         )));
     }
     let duplex = args.bidirectional;
+    if duplex && !t.is_bw() {
+        return Err(PerftestError(
+            "-b: Bidirectional is only available in BW test".into(),
+        ));
+    }
     if duplex && !t.one_sided_bw() {
         return Err(PerftestError(format!(
             "-b: bidirectional runs are supported by ib_read_bw, ib_write_bw and ib_atomic_bw (not yet by {})",
