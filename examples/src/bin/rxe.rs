@@ -232,10 +232,10 @@ struct PerftestOpts {
     /// Send queue depth (default 128 for BW tests, 1 for latency tests).
     #[arg(short = 't', long = "tx-depth")]
     tx_depth: Option<u32>,
-    /// QPs (ib_read_bw, ib_write_bw and ib_atomic_bw take up to 256; the others 1).
+    /// QPs (the BW tests take up to 256; the latency tests 1, as perftest).
     #[arg(short = 'q', long = "qp", default_value_t = 1)]
     qps: u32,
-    /// Bidirectional: both sides send (ib_read_bw, ib_write_bw, ib_atomic_bw).
+    /// Bidirectional: both sides send (the BW tests).
     #[arg(short = 'b', long)]
     bidirectional: bool,
     /// Don't fail on CPU frequency differences (accepted; there is no such check here).

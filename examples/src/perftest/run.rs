@@ -134,9 +134,9 @@ pub struct PerftestArgs {
     pub mtu: Option<u32>,
     /// `-t`: send queue depth (default 128 for BW, 1 for latency).
     pub tx_depth: Option<u32>,
-    /// `-q`: QPs (more than one: ib_read_bw, ib_write_bw and ib_atomic_bw, up to 256).
+    /// `-q`: QPs (more than one: the BW tests, up to 256).
     pub qps: u32,
-    /// `-b`: bidirectional (the one-sided BW tests): both sides run, each prints the sum.
+    /// `-b`: bidirectional (the BW tests): both sides run, each prints the sum.
     pub bidirectional: bool,
     /// `--report_gbits`.
     pub report_gbits: bool,
@@ -247,6 +247,9 @@ struct Rdma {
     qpn: Qpn,
     /// Every QP (`-q`), `qpn` first.
     qps: Vec<Qpn>,
+    /// `ib_send_bw -b`: the size of the receives the BW loop also services (perftest's
+    /// `run_iter_bi`); `None` otherwise.
+    duplex_recv: Option<u64>,
     scq: CqId,
     rcq: CqId,
     lkey: u32,
@@ -393,33 +396,18 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             "-q: Multiple QPs only available on bw tests".into(),
         ));
     }
-    if nqps > 1 && !t.one_sided_bw() {
-        return Err(PerftestError(format!(
-            "-q {nqps}: more than one QP is supported by ib_read_bw, ib_write_bw and ib_atomic_bw (not yet by {})",
-            t.name()
-        )));
-    }
+
     let duplex = args.bidirectional;
     if duplex && !t.is_bw() {
         return Err(PerftestError(
             "-b: Bidirectional is only available in BW test".into(),
         ));
     }
-    if duplex && !t.one_sided_bw() {
-        return Err(PerftestError(format!(
-            "-b: bidirectional runs are supported by ib_read_bw, ib_write_bw and ib_atomic_bw (not yet by {})",
-            t.name()
-        )));
-    }
+
     if duplex && args.all {
         return Err(PerftestError("-b with -a is not supported yet".into()));
     }
-    if args.all && t == Test::SendBw {
-        return Err(PerftestError(format!(
-            "-a is not supported by {} yet (it is by every other tool)",
-            t.name()
-        )));
-    }
+
     let size = match (t, args.size) {
         (Test::AtomicBw, Some(s)) if s != 8 => {
             return Err(PerftestError("atomic operations are 8 bytes (-s 8)".into()))
@@ -535,7 +523,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         }
     }
     let scq = c.create_cq(nqps * tx_depth as usize + 1);
-    let rcq = c.create_cq(RX_DEPTH as usize + 1);
+    let rcq = c.create_cq(nqps * RX_DEPTH as usize + 1);
     let reads = matches!(t.verb(), Verb::Read | Verb::Atomic);
     let mut qps = Vec::with_capacity(nqps);
     let mut mine = Vec::with_capacity(nqps);
@@ -583,6 +571,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         cmp_swap: args.cmp_swap,
         qpn,
         qps,
+        duplex_recv: None,
         scq,
         rcq,
         lkey: mr.lkey,
@@ -624,8 +613,8 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     }
     oob.keys(&my, &mut || r.pump())
         .map_err(e("Failed to exchange data between server and clients"))?;
-    // ib_send_lat posts its receives and syncs once per size (below).
-    if !t.one_sided_bw() && t != Test::SendLat {
+    // ib_send_lat and ib_send_bw post their receives and sync once per size (below).
+    if !t.one_sided_bw() && t.verb() != Verb::Send {
         if t.verb() == Verb::Send {
             // Receives for the whole run (reposted as they complete).
             let first = if t.is_bw() && client {
@@ -713,12 +702,57 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             let _ = writeln!(out, "{}", report::bw_row(rep.size, rep.iters, &b));
         }
         (Test::SendBw, _) => {
-            let b = if client {
-                bw_client(&mut r, t, &rems, size, iters, tx_depth, with_peak, gbits)?
-            } else {
-                send_bw_server(&mut r, size, iters, gbits)?
-            };
-            let _ = writeln!(out, "{}", report::bw_row(size, iters, &b));
+            let all = iters * nqps as u64;
+            for &s in &sizes {
+                // The receivers' receives for the size, on every QP, then a barrier so no SEND
+                // comes first.
+                if !client || duplex {
+                    for &q in &r.qps.clone() {
+                        for _ in 0..iters.min(RX_DEPTH) {
+                            let wr = r.recv_wr(s);
+                            r.with(|c| c.post_recv(q, wr))?
+                                .map_err(e("Couldn't post receive"))?;
+                        }
+                    }
+                }
+                oob.keys(&my, &mut || r.pump())
+                    .map_err(e("Failed to exchange data between server and clients"))?;
+                if duplex {
+                    // run_iter_bi: send and receive at once; then the reports swapped and
+                    // summed, as for the one-sided tests.
+                    r.duplex_recv = Some(s);
+                    let b = bw_client(&mut r, t, &rems, s, iters, tx_depth, with_peak, gbits)?;
+                    let mine = BwReport {
+                        size: s,
+                        iters: all,
+                        bw_peak: b.peak,
+                        bw_avg: b.avg,
+                        msg_rate: b.msg_rate,
+                    };
+                    let theirs = oob
+                        .bw_report(&mine, &mut || r.pump())
+                        .map_err(e("Failed to exchange BW reports"))?;
+                    let sum = report::Bw {
+                        peak: b.peak + theirs.bw_peak,
+                        avg: b.avg + theirs.bw_avg,
+                        msg_rate: b.msg_rate + theirs.msg_rate,
+                    };
+                    let _ = writeln!(out, "{}", report::bw_row(s, all, &sum));
+                    let _ = writeln!(out, "{RESULT_LINE}");
+                    continue;
+                }
+                let b = if client {
+                    bw_client(&mut r, t, &rems, s, iters, tx_depth, with_peak, gbits)?
+                } else {
+                    send_bw_server(&mut r, s, iters, gbits)?
+                };
+                let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
+                if args.all {
+                    // perftest's RUN_ALL syncs after every size too.
+                    oob.keys(&my, &mut || r.pump())
+                        .map_err(e("Failed to exchange data between server and clients"))?;
+                }
+            }
         }
         (Test::ReadLat, true) => {
             for &s in &sizes {
@@ -767,7 +801,8 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             .map_err(e("Failed to close connection between server and client"))?;
         oob.close(&mut || r.pump());
     }
-    let silent_end = (t.one_sided_bw() && (client || duplex)) || (t == Test::ReadLat && !client);
+    let silent_end =
+        (t.is_bw() && duplex) || (t.one_sided_bw() && client) || (t == Test::ReadLat && !client);
     if !silent_end {
         let _ = writeln!(out, "{RESULT_LINE}");
     }
@@ -841,7 +876,7 @@ fn print_info(out: &mut impl Write, a: &PerftestArgs, t: Test, client: bool, mtu
     if client || !t.is_bw() || a.bidirectional {
         let _ = writeln!(out, " TX depth        : {tx}");
     }
-    if t.verb() == Verb::Send && (!client || !t.is_bw()) {
+    if t.verb() == Verb::Send && (!client || !t.is_bw() || a.bidirectional) {
         let _ = writeln!(out, " RX depth        : {}", RX_DEPTH);
     }
     if t.is_bw() {
@@ -898,9 +933,14 @@ fn bw_client(
     let (mut totscnt, mut totccnt) = (0u64, 0u64);
     let base = Instant::now();
     let mut last = Instant::now();
-    let (lkey, scq) = (r.lkey, r.scq);
+    let (lkey, scq, rcq) = (r.lkey, r.scq, r.rcq);
     let qps = r.qps.clone();
-    while totccnt < total {
+    // -b with SENDs: the peer's SENDs arrive meanwhile; each QP's receives are reposted until
+    // it has had `iters` (the first `iters.min(RX_DEPTH)` were posted before the run).
+    let recv = r.duplex_recv;
+    let mut rposted = vec![iters.min(RX_DEPTH); nq];
+    let mut rcnt = 0u64;
+    while totccnt < total || (recv.is_some() && rcnt < total) {
         for (i, &qpn) in qps.iter().enumerate() {
             while scnt[i] < iters && scnt[i] - ccnt[i] < tx_depth {
                 let off = offset(scnt[i], size);
@@ -963,6 +1003,21 @@ fn bw_client(
             last = Instant::now();
             next = r.with(|c| c.poll_cq(scq))?;
         }
+        if let Some(rsize) = recv {
+            while let Some(wc) = r.with(|c| c.poll_cq(rcq))? {
+                let wc = check(wc, r.server)?;
+                rcnt += 1;
+                last = Instant::now();
+                let i = qps.iter().position(|q| q.value() == wc.qp_num).unwrap_or(0);
+                if rposted[i] < iters {
+                    let wr = r.recv_wr(rsize);
+                    let q = qps[i];
+                    r.with(|c| c.post_recv(q, wr))?
+                        .map_err(e("Couldn't post receive"))?;
+                    rposted[i] += 1;
+                }
+            }
+        }
         if last.elapsed() > r.timeout {
             return Err(PerftestError(format!(
                 "no completion in {:?} ({totccnt} of {total} done): is the peer still there?",
@@ -980,38 +1035,41 @@ fn bw_client(
     ))
 }
 
-/// `run_iter_bw_server`: receive `iters` SENDs, reposting; BW from the first completion to the
-/// last (no peak, as perftest's server).
+/// `run_iter_bw_server`: receive `iters` SENDs on each QP, reposting; BW from the first
+/// completion to the last (no peak, as perftest's server), over every QP's messages.
 fn send_bw_server(
     r: &mut Rdma,
     size: u64,
     iters: u64,
     gbits: bool,
 ) -> Result<report::Bw, PerftestError> {
-    let mut posted = iters.min(RX_DEPTH);
+    let qps = r.qps.clone();
+    let total = iters * qps.len() as u64;
+    let mut posted = vec![iters.min(RX_DEPTH); qps.len()];
     let (mut first, mut lastc) = (None, 0u64);
     let base = Instant::now();
     let rcq = r.rcq;
-    for _ in 0..iters {
-        r.wait_wc(rcq, "message")?;
+    for _ in 0..total {
+        let wc = r.wait_wc(rcq, "message")?;
         let now = now_ns(base);
         first.get_or_insert(now);
         lastc = now;
-        if posted < iters {
+        let i = qps.iter().position(|q| q.value() == wc.qp_num).unwrap_or(0);
+        if posted[i] < iters {
             let wr = r.recv_wr(size);
-            let qpn = r.qpn;
-            r.with(|c| c.post_recv(qpn, wr))?
+            let q = qps[i];
+            r.with(|c| c.post_recv(q, wr))?
                 .map_err(e("Couldn't post receive"))?;
-            posted += 1;
+            posted[i] += 1;
         }
     }
     let start = first.unwrap_or(0);
     let b = report::bw(size, &[start], &[lastc.max(start + 1)], 1, false, gbits);
-    // report::bw counted one operation; scale to `iters`.
+    // report::bw counted one operation; scale to all of them.
     Ok(report::Bw {
         peak: 0.0,
-        avg: b.avg * iters as f64,
-        msg_rate: b.msg_rate * iters as f64,
+        avg: b.avg * total as f64,
+        msg_rate: b.msg_rate * total as f64,
     })
 }
 
