@@ -217,18 +217,23 @@ fn atomic_bw_does_compare_and_swap_too() {
     assert_eq!(row(&c, 8, 300), row(&s, 8, 300));
 }
 
-#[test]
-fn bw_tests_run_on_several_qps() {
-    for (i, (t, size)) in [
+/// The four BW tests, each with a message size and its index (for a port slot).
+fn bw_tests() -> impl Iterator<Item = (u16, Test, u64)> {
+    [
         (Test::WriteBw, 65536),
         (Test::ReadBw, 4096),
         (Test::AtomicBw, 8),
         (Test::SendBw, 4096),
     ]
     .into_iter()
-    .enumerate()
-    {
-        let (s, c) = pair_in(t, Some(size), 200, false, 400 + i as u16, |a| a.qps = 4);
+    .zip(0u16..)
+    .map(|((t, size), i)| (i, t, size))
+}
+
+#[test]
+fn bw_tests_run_on_several_qps() {
+    for (i, t, size) in bw_tests() {
+        let (s, c) = pair_in(t, Some(size), 200, false, 400 + i, |a| a.qps = 4);
         for out in [&s, &c] {
             assert!(out.contains(" Number of qps   : 4\t"), "{out}");
             assert_eq!(out.matches(" local address: ").count(), 4, "{out}");
@@ -251,7 +256,7 @@ fn bw_tests_run_on_several_qps() {
         }
         assert!(cr[1] > 0.0, "{cr:?}");
     }
-    // Latency tests refuse several QPs as perftest does; ib_send_bw's are not done yet.
+    // Latency tests refuse several QPs as perftest does.
     let mut a = PerftestArgs::new(Test::SendLat);
     a.qps = 2;
     a.server = Some(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
@@ -269,16 +274,8 @@ fn bw_tests_run_on_several_qps() {
 
 #[test]
 fn bidirectional_bw_tests_run_both_ways_and_print_the_sum_on_both_sides() {
-    for (i, (t, size)) in [
-        (Test::WriteBw, 65536),
-        (Test::ReadBw, 4096),
-        (Test::AtomicBw, 8),
-        (Test::SendBw, 4096),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let (s, c) = pair_in(t, Some(size), 300, false, 500 + i as u16, |a| {
+    for (i, t, size) in bw_tests() {
+        let (s, c) = pair_in(t, Some(size), 300, false, 500 + i, |a| {
             a.bidirectional = true
         });
         for out in [&s, &c] {

@@ -648,24 +648,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             oob.keys(&my, &mut || r.pump())
                 .map_err(e("Failed to exchange data between server and clients"))?;
             let b = bw_client(&mut r, t, &rems, size, iters, tx_depth, with_peak, gbits)?;
-            let all = iters * nqps as u64;
-            let mine = BwReport {
-                size,
-                iters: all,
-                bw_peak: b.peak,
-                bw_avg: b.avg,
-                msg_rate: b.msg_rate,
-            };
-            let theirs = oob
-                .bw_report(&mine, &mut || r.pump())
-                .map_err(e("Failed to exchange BW reports"))?;
-            let sum = report::Bw {
-                peak: b.peak + theirs.bw_peak,
-                avg: b.avg + theirs.bw_avg,
-                msg_rate: b.msg_rate + theirs.msg_rate,
-            };
-            let _ = writeln!(out, "{}", report::bw_row(size, all, &sum));
-            let _ = writeln!(out, "{RESULT_LINE}");
+            duplex_report(&mut oob, &mut r, size, iters * nqps as u64, &b, out)?;
         }
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, true) => {
             for &s in &sizes {
@@ -722,23 +705,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                     // summed, as for the one-sided tests.
                     r.duplex_recv = Some(s);
                     let b = bw_client(&mut r, t, &rems, s, iters, tx_depth, with_peak, gbits)?;
-                    let mine = BwReport {
-                        size: s,
-                        iters: all,
-                        bw_peak: b.peak,
-                        bw_avg: b.avg,
-                        msg_rate: b.msg_rate,
-                    };
-                    let theirs = oob
-                        .bw_report(&mine, &mut || r.pump())
-                        .map_err(e("Failed to exchange BW reports"))?;
-                    let sum = report::Bw {
-                        peak: b.peak + theirs.bw_peak,
-                        avg: b.avg + theirs.bw_avg,
-                        msg_rate: b.msg_rate + theirs.msg_rate,
-                    };
-                    let _ = writeln!(out, "{}", report::bw_row(s, all, &sum));
-                    let _ = writeln!(out, "{RESULT_LINE}");
+                    duplex_report(&mut oob, &mut r, s, all, &b, out)?;
                     continue;
                 }
                 let b = if client {
@@ -807,6 +774,36 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         let _ = writeln!(out, "{RESULT_LINE}");
     }
     r.linger();
+    Ok(())
+}
+
+/// After a bidirectional run: the reports swapped (`xchg_bw_reports`), and the sum of both
+/// directions printed (`print_full_bw_report` with the peer's), the same row on both sides.
+fn duplex_report(
+    oob: &mut Oob,
+    r: &mut Rdma,
+    size: u64,
+    iters: u64,
+    b: &report::Bw,
+    out: &mut impl Write,
+) -> Result<(), PerftestError> {
+    let mine = BwReport {
+        size,
+        iters,
+        bw_peak: b.peak,
+        bw_avg: b.avg,
+        msg_rate: b.msg_rate,
+    };
+    let theirs = oob
+        .bw_report(&mine, &mut || r.pump())
+        .map_err(e("Failed to exchange BW reports"))?;
+    let sum = report::Bw {
+        peak: b.peak + theirs.bw_peak,
+        avg: b.avg + theirs.bw_avg,
+        msg_rate: b.msg_rate + theirs.msg_rate,
+    };
+    let _ = writeln!(out, "{}", report::bw_row(size, iters, &sum));
+    let _ = writeln!(out, "{RESULT_LINE}");
     Ok(())
 }
 
