@@ -36,9 +36,24 @@
 //!
 //! ## Batching
 //!
-//! Runs of equal-sized datagrams to one loopback peer leave in one `sendmsg` with UDP GSO
-//! (`UdpDeviceConfig::gso`), and the socket takes GRO-coalesced datagrams on receive; on this
-//! kind of machine that is what takes a 64 KiB RDMA WRITE past the plain-UDP ceiling.
+//! Everything one transmit turn produces leaves in one `sendmmsg`: runs of equal-sized
+//! datagrams to one loopback peer as UDP GSO messages (`UdpDeviceConfig::gso`), everything else
+//! as single datagrams, the turn's ACKs last (never behind a CM message, which could tear down
+//! what they acknowledge). The socket takes GRO-coalesced datagrams on receive; on this kind of
+//! machine that is what takes a 64 KiB RDMA WRITE past the plain-UDP ceiling. Receives are
+//! `recvmsg` calls (GRO already gathers a flow's datagrams; `recvmmsg` is not used).
+//!
+//! When a received packet completes work, [`UdpDevice::progress`] returns at once: the
+//! application answers, and its answer leaves with the ACKs still held, in one `sendmmsg` on the
+//! next turn (or when the device is dropped). A READ response or atomic result leaves right
+//! away. Poll the CQ before calling `progress` again to profit from it.
+//!
+//! ## Caller memory and completion channels
+//!
+//! [`UdpDevice::reg_user_mr`] registers the caller's own buffer (`unsafe`: the caller keeps it
+//! alive and leaves it alone while the device may touch it). [`Engine::req_notify_cq`],
+//! [`Engine::completion_fd`] (an eventfd for epoll) and [`Engine::get_cq_event`] are verbs'
+//! completion channel.
 //!
 //! ## Fault injection
 //!
