@@ -1,0 +1,33 @@
+//! # rxe-kernel
+//!
+//! The Soft-RoCE device as a kernel module or NIC firmware hosts it: no sockets, no threads, no
+//! clock of its own. The host has a network device, a timer and a C toolchain; this crate gives
+//! it the whole device on top of `rxe-transport`'s device core (the same core `rxe-user`
+//! runs on a UDP socket).
+//!
+//! Built so far (issue 7, in progress):
+//! - [`netdev`]: the trait the host implements for its network device.
+//! - [`tx_control`]: the transmission control of the original Soft-RoCE port, `none`,
+//!   `watermark` and `bandwidth`, set per interface with its module-parameter strings
+//!   (`control_method = "ni1 watermark"`, `control_value = "ni1 45000"`), and the gate that
+//!   holds transmission back.
+//!
+//! ```
+//! use rxe_kernel::tx_control::{ControlMethod, TxControls};
+//!
+//! let mut c = TxControls::default();
+//! c.set_method("ni1 watermark").unwrap();
+//! c.set_value("ni1 45000").unwrap();
+//! assert_eq!(c.get("ni1").method, ControlMethod::Watermark);
+//! assert_eq!(c.get("ni1").value, 45000);
+//! // A bad string changes nothing and says why.
+//! assert!(c.set_method("ni1 fastest").is_err());
+//! assert_eq!(c.get("ni1").method, ControlMethod::Watermark);
+//! ```
+#![no_std]
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+
+extern crate alloc;
+
+pub mod netdev;
+pub mod tx_control;
