@@ -11,6 +11,13 @@
 //!   `watermark` and `bandwidth`, set per interface with its module-parameter strings
 //!   (`control_method = "ni1 watermark"`, `control_value = "ni1 45000"`), and the gate that
 //!   holds transmission back.
+//! - [`port`]: one port on a netdev: frames in (Ethernet → IP → UDP 4791 → the core's parse,
+//!   ICRC and demux, every drop counted by reason) and frames out (neighbour resolution,
+//!   Ethernet, transmission control, the NIC; a frame the NIC refuses waits, it is never
+//!   dropped), timers driven by the host's `poll(now)`.
+//!
+//! Still to come: `link add`/`link del` with both command shapes, the GID table following
+//! address changes, and the C header (`bindings/c`).
 //!
 //! ```
 //! use rxe_kernel::tx_control::{ControlMethod, TxControls};
@@ -30,4 +37,5 @@
 extern crate alloc;
 
 pub mod netdev;
+pub mod port;
 pub mod tx_control;

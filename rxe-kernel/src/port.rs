@@ -1,0 +1,297 @@
+//! One Soft-RoCE port on a host's network device: the device core of `rxe-transport` between
+//! frames in (Ethernet → IPv4/IPv6 → UDP 4791 → the core's parse, ICRC and demux) and frames out
+//! (the core's packets → neighbour resolution → Ethernet → transmission control → the NIC).
+//!
+//! Nothing is dropped for lack of room: a frame the NIC refuses (queue full), that transmission
+//! control holds back, or whose next hop is still being resolved is kept and tried again on the
+//! next [`Port::poll`]; the core's own window keeps what waits bounded.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::IpAddr;
+
+use rxe_transport::device::{Device, DeviceConfig, DeviceError};
+use rxe_transport::{Instant, Mtu};
+use rxe_wire::ethernet::{self, IpVersion};
+use rxe_wire::udp::ROCE_PORT;
+
+use crate::netdev::{Neighbour, NetDev, TxError};
+use crate::tx_control::{Admit, Control, TxGate};
+
+/// Frames the port did not hand to the core, by reason; and what it did hand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxCounters {
+    /// Frames handed to the core (its own counters go on: malformed, unknown QP, ICRC).
+    pub delivered: u64,
+    /// Shorter than their headers say.
+    pub truncated: u64,
+    /// Neither IPv4 nor IPv6 (ARP and the like), or VLAN-stacked.
+    pub not_ip: u64,
+    /// For another MAC address (not ours, not broadcast or multicast).
+    pub other_mac: u64,
+    /// For an IP address this port does not have.
+    pub other_ip: u64,
+    /// IPv4 fragments and packets with options (RoCEv2 never sends them).
+    pub ip_unsupported: u64,
+    /// Not UDP.
+    pub not_udp: u64,
+    /// UDP, but not to port 4791.
+    pub other_port: u64,
+}
+
+/// What happened to the frames the port sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxCounters {
+    /// Frames the NIC took.
+    pub frames: u64,
+    /// Refusals because the NIC's queue was full (Linux rxe's "enqueue errors"; here the frame
+    /// waits and goes later).
+    pub queue_full: u64,
+    /// Refusals because the link was down.
+    pub link_down: u64,
+    /// Times a frame waited for neighbour resolution.
+    pub neighbour_pending: u64,
+    /// Times transmission control held a frame back.
+    pub held_by_control: u64,
+}
+
+/// Room for the Ethernet header before the IP packet.
+const ETH: usize = ethernet::HEADER_LEN;
+
+/// A Soft-RoCE port on `N`.
+#[derive(Debug)]
+pub struct Port<N: NetDev> {
+    name: String,
+    netdev: N,
+    core: Device,
+    gate: TxGate,
+    /// The frame being sent: Ethernet header room, then the core's IP packet.
+    frame: Vec<u8>,
+    /// Length of the IP packet in `frame` not yet taken by the NIC.
+    waiting: Option<usize>,
+    rx: RxCounters,
+    tx: TxCounters,
+}
+
+impl<N: NetDev> Port<N> {
+    /// A port named `name` on `netdev`. Its GID is the netdev's first address (IPv4 first), its
+    /// active MTU the largest IB MTU that fits the netdev's (`rxe_set_mtu`).
+    pub fn new(name: &str, netdev: N, seed: u64) -> Result<Port<N>, DeviceError> {
+        let addrs = netdev.addresses();
+        let gid = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or(DeviceError::NoResources)?;
+        let mut cfg = DeviceConfig::new(gid, seed);
+        cfg.port_mtu = Mtu::for_netdev_mtu(netdev.mtu());
+        let core = Device::new(cfg)?;
+        let frame = vec![0u8; ETH + core.max_packet_len()];
+        Ok(Port {
+            name: name.into(),
+            netdev,
+            core,
+            gate: TxGate::new(Control::default()),
+            frame,
+            waiting: None,
+            rx: RxCounters::default(),
+            tx: TxCounters::default(),
+        })
+    }
+
+    /// The port's name (`rxe0`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device core: PDs, MRs, CQs, QPs, the connection manager.
+    pub fn core(&mut self) -> &mut Device {
+        &mut self.core
+    }
+
+    /// The network device.
+    pub fn netdev(&self) -> &N {
+        &self.netdev
+    }
+
+    /// The network device, mutably (the host's own bookkeeping).
+    pub fn netdev_mut(&mut self) -> &mut N {
+        &mut self.netdev
+    }
+
+    /// Applies a transmission-control setting.
+    pub fn set_control(&mut self, control: Control) {
+        self.gate.set(control);
+    }
+
+    /// The receive counters.
+    pub fn rx_counters(&self) -> RxCounters {
+        self.rx
+    }
+
+    /// The transmit counters.
+    pub fn tx_counters(&self) -> TxCounters {
+        self.tx
+    }
+
+    /// Frames handed to the NIC and not yet taken by it.
+    pub fn in_flight(&self) -> u64 {
+        self.gate
+            .handed()
+            .saturating_sub(self.netdev.frames_taken())
+    }
+
+    /// Handles a received Ethernet frame (no FCS).
+    pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        match self.classify(frame) {
+            Ok(range) => {
+                self.rx.delivered += 1;
+                self.core.handle_packet(now, &frame[range]);
+            }
+            Err(count) => *count += 1,
+        }
+    }
+
+    /// The IP packet of a RoCEv2 frame for this port, or the counter of why not.
+    fn classify(&mut self, f: &[u8]) -> Result<core::ops::Range<usize>, &mut u64> {
+        let (eth, at) = match ethernet::Repr::parse(f) {
+            Ok(x) => x,
+            Err(rxe_wire::Error::Truncated { .. }) => return Err(&mut self.rx.truncated),
+            Err(_) => return Err(&mut self.rx.not_ip),
+        };
+        let dst = eth.dst.0;
+        if eth.dst != self.netdev.mac() && dst[0] & 1 == 0 {
+            return Err(&mut self.rx.other_mac);
+        }
+        let ip = &f[at..];
+        let (dst_ip, proto, udp_at, total) = match eth.ip_version {
+            IpVersion::V4 => {
+                if ip.len() < 20 {
+                    return Err(&mut self.rx.truncated);
+                }
+                let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+                let frag = u16::from_be_bytes([ip[6], ip[7]]);
+                if ip[0] != 0x45 || frag & 0x3fff != 0 {
+                    return Err(&mut self.rx.ip_unsupported);
+                }
+                let d = IpAddr::from([ip[16], ip[17], ip[18], ip[19]]);
+                (d, ip[9], 20, total)
+            }
+            IpVersion::V6 => {
+                if ip.len() < 40 {
+                    return Err(&mut self.rx.truncated);
+                }
+                let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&ip[24..40]);
+                (IpAddr::from(a), ip[6], 40, total)
+            }
+        };
+        if total > ip.len() || total < udp_at + 8 {
+            return Err(&mut self.rx.truncated);
+        }
+        if !self.netdev.addresses().contains(&dst_ip) {
+            return Err(&mut self.rx.other_ip);
+        }
+        if proto != 17 {
+            return Err(&mut self.rx.not_udp);
+        }
+        if u16::from_be_bytes([ip[udp_at + 2], ip[udp_at + 3]]) != ROCE_PORT {
+            return Err(&mut self.rx.other_port);
+        }
+        Ok(at..at + total)
+    }
+
+    /// Runs the timers due by `now` and sends what the core has, as far as the NIC, the
+    /// neighbours and transmission control let it. Returns the instant by which to call again
+    /// (`None`: when a frame arrives, the NIC takes frames, a neighbour resolves, or the
+    /// application posts work).
+    pub fn poll(&mut self, now: Instant) -> Option<Instant> {
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+        }
+        let mut wake = None;
+        loop {
+            let len = match self.waiting {
+                Some(len) => len,
+                None => match self.core.poll_transmit(now, &mut self.frame[ETH..]) {
+                    Some(len) => len,
+                    None => break,
+                },
+            };
+            self.waiting = Some(len);
+            match self.send_waiting(now, len) {
+                Ok(()) => self.waiting = None,
+                Err(at) => {
+                    wake = at;
+                    break;
+                }
+            }
+        }
+        match (wake, self.core.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Frames and sends the waiting packet; `Err(when to try again)` if it must wait.
+    fn send_waiting(&mut self, now: Instant, len: usize) -> Result<(), Option<Instant>> {
+        let ip = &self.frame[ETH..ETH + len];
+        let (dst, version) = match ip[0] >> 4 {
+            4 => (
+                IpAddr::from([ip[16], ip[17], ip[18], ip[19]]),
+                IpVersion::V4,
+            ),
+            _ => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&ip[24..40]);
+                (IpAddr::from(a), IpVersion::V6)
+            }
+        };
+        let mac = match self.netdev.resolve(dst) {
+            Neighbour::Known(m) => m,
+            Neighbour::Pending => {
+                self.tx.neighbour_pending += 1;
+                return Err(None);
+            }
+        };
+        let frame_len = ETH + len;
+        match self.gate.admit(now, frame_len, self.netdev.frames_taken()) {
+            Admit::Now => {}
+            Admit::At(t) => {
+                self.tx.held_by_control += 1;
+                return Err(Some(t));
+            }
+            Admit::WhenTaken => {
+                self.tx.held_by_control += 1;
+                return Err(None);
+            }
+        }
+        let eth = ethernet::Repr {
+            dst: mac,
+            src: self.netdev.mac(),
+            vlan: None,
+            ip_version: version,
+        };
+        if eth.emit(&mut self.frame[..ETH]).is_err() {
+            return Ok(()); // cannot happen: the room is there; drop rather than loop
+        }
+        match self.netdev.transmit(&self.frame[..frame_len]) {
+            Ok(()) => {
+                self.gate.handed_one(frame_len);
+                self.tx.frames += 1;
+                Ok(())
+            }
+            Err(TxError::QueueFull) => {
+                self.tx.queue_full += 1;
+                Err(None)
+            }
+            Err(TxError::LinkDown) => {
+                self.tx.link_down += 1;
+                Err(None)
+            }
+        }
+    }
+}
