@@ -16,8 +16,12 @@
 //!   Ethernet, transmission control, the NIC; a frame the NIC refuses waits, it is never
 //!   dropped), timers driven by the host's `poll(now)`.
 //!
-//! Still to come: `link add`/`link del` with both command shapes, the GID table following
-//! address changes, and the C header (`bindings/c`).
+//! - [`link`]: ports added and removed with `rdma link add rxe0 type rxe netdev eth0` /
+//!   `rdma link delete rxe0`, or the original module parameters (`add` = `eth0`, `remove` =
+//!   `rxe0`).
+//!
+//! Still to come: the core sending from a GID other than the first address, and the C header
+//! (`bindings/c`) with its C test host.
 //!
 //! ```
 //! use rxe_kernel::tx_control::{ControlMethod, TxControls};
@@ -36,6 +40,7 @@
 
 extern crate alloc;
 
+pub mod link;
 pub mod netdev;
 pub mod port;
 pub mod tx_control;

@@ -56,6 +56,28 @@ pub struct TxCounters {
     pub held_by_control: u64,
 }
 
+/// A port's state, as `ibv_query_port` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    /// The link is up.
+    Active,
+    /// The link is down.
+    Down,
+}
+
+/// A port's attributes (`ibv_query_port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortAttr {
+    /// Follows the netdev's link.
+    pub state: PortState,
+    /// The largest IB MTU that fits the netdev's MTU less 80 bytes of headers (`rxe_set_mtu`).
+    pub active_mtu: Mtu,
+    /// The largest the port supports: 4096.
+    pub max_mtu: Mtu,
+    /// Entries in the GID table.
+    pub gid_tbl_len: usize,
+}
+
 /// Room for the Ethernet header before the IP packet.
 const ETH: usize = ethernet::HEADER_LEN;
 
@@ -116,6 +138,11 @@ impl<N: NetDev> Port<N> {
         &self.netdev
     }
 
+    /// Ends the port; gives the network device back.
+    pub fn into_netdev(self) -> N {
+        self.netdev
+    }
+
     /// The network device, mutably (the host's own bookkeeping).
     pub fn netdev_mut(&mut self) -> &mut N {
         &mut self.netdev
@@ -134,6 +161,38 @@ impl<N: NetDev> Port<N> {
     /// The transmit counters.
     pub fn tx_counters(&self) -> TxCounters {
         self.tx
+    }
+
+    /// The port's attributes, from the netdev as it is now.
+    pub fn attr(&self) -> PortAttr {
+        PortAttr {
+            state: if self.netdev.link_up() {
+                PortState::Active
+            } else {
+                PortState::Down
+            },
+            active_mtu: Mtu::for_netdev_mtu(self.netdev.mtu()),
+            max_mtu: Mtu::M4096,
+            gid_tbl_len: self.gids().len(),
+        }
+    }
+
+    /// The GID table, from the netdev's addresses as they are now (RoCEv2: an IPv6 address as
+    /// it is, an IPv4 one mapped into `::ffff:0:0/96`), IPv6 link-local ones first as Linux
+    /// lists them. The core sends from the address it was created with.
+    pub fn gids(&self) -> Vec<core::net::Ipv6Addr> {
+        let addrs = self.netdev.addresses();
+        let link_local =
+            |a: &IpAddr| matches!(a, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80);
+        addrs
+            .iter()
+            .filter(|a| link_local(a))
+            .chain(addrs.iter().filter(|a| !link_local(a)))
+            .map(|a| match a {
+                IpAddr::V4(v) => v.to_ipv6_mapped(),
+                IpAddr::V6(v) => *v,
+            })
+            .collect()
     }
 
     /// Frames handed to the NIC and not yet taken by it.

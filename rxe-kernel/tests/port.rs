@@ -3,10 +3,9 @@
 //! a READ of it back, data checked, under each transmission control; and every receive-drop
 //! reason counted.
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr};
+mod common;
 
-use rxe_kernel::netdev::{MacAddr, Neighbour, NetDev, TxError};
+use common::SimNic;
 use rxe_kernel::port::Port;
 use rxe_kernel::tx_control::{Control, ControlMethod};
 use rxe_transport::cm::CmEvent;
@@ -15,96 +14,6 @@ use rxe_transport::{
     Access, Instant, QpState, QpType, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode,
 };
 use rxe_wire::Rkey;
-
-/// A NIC: a queue of `cap` frames sent at `rate` bits per second; a static neighbour table
-/// that answers "pending" the first time it is asked.
-struct SimNic {
-    mac: MacAddr,
-    ip: IpAddr,
-    mtu: u32,
-    cap: usize,
-    rate: u64,
-    queue: VecDeque<Vec<u8>>,
-    busy_until: u64,
-    taken: u64,
-    neighbours: Vec<(IpAddr, MacAddr)>,
-    asked: Vec<IpAddr>,
-    up: bool,
-}
-
-impl SimNic {
-    fn new(last: u8, cap: usize) -> SimNic {
-        SimNic {
-            mac: MacAddr([2, 0, 0, 0, 0, last]),
-            ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)),
-            mtu: 1500,
-            cap,
-            rate: 1_000_000_000,
-            queue: VecDeque::new(),
-            busy_until: 0,
-            taken: 0,
-            neighbours: Vec::new(),
-            asked: Vec::new(),
-            up: true,
-        }
-    }
-
-    /// The frames the line has finished sending by `now`.
-    fn run(&mut self, now: u64) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(f) = self.queue.front() {
-            let done = self.busy_until + (f.len() as u64 * 8 * 1_000_000_000).div_ceil(self.rate);
-            if done > now {
-                break;
-            }
-            self.busy_until = done;
-            self.taken += 1;
-            out.extend(self.queue.pop_front());
-        }
-        if self.queue.is_empty() {
-            self.busy_until = self.busy_until.max(now);
-        }
-        out
-    }
-}
-
-impl NetDev for SimNic {
-    fn transmit(&mut self, frame: &[u8]) -> Result<(), TxError> {
-        if !self.up {
-            return Err(TxError::LinkDown);
-        }
-        if self.queue.len() >= self.cap {
-            return Err(TxError::QueueFull);
-        }
-        self.queue.push_back(frame.to_vec());
-        Ok(())
-    }
-    fn mtu(&self) -> u32 {
-        self.mtu
-    }
-    fn mac(&self) -> MacAddr {
-        self.mac
-    }
-    fn addresses(&self) -> Vec<IpAddr> {
-        vec![self.ip]
-    }
-    fn resolve(&mut self, ip: IpAddr) -> Neighbour {
-        if !self.asked.contains(&ip) {
-            self.asked.push(ip);
-            return Neighbour::Pending;
-        }
-        match self.neighbours.iter().find(|(a, _)| *a == ip) {
-            Some((_, m)) => Neighbour::Known(*m),
-            None => Neighbour::Pending,
-        }
-    }
-    fn link_up(&self) -> bool {
-        self.up
-    }
-    fn frames_taken(&self) -> u64 {
-        self.taken
-    }
-}
 
 struct Net {
     a: Port<SimNic>,
