@@ -124,6 +124,61 @@ pub struct QpInit {
     pub recv_cq: CqId,
 }
 
+/// How an RC QP connects when the host exchanged the parameters itself (as ibv_rc_pingpong and
+/// perftest do over TCP, or a firmware over its own channel) instead of through the CM: see
+/// [`Device::connect_rc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RcConnect {
+    /// Our GID (the address we send from).
+    pub sgid: IpAddr,
+    /// The peer's GID.
+    pub dgid: IpAddr,
+    /// The peer's QP.
+    pub dest_qp: Qpn,
+    /// The PSN our requests start from.
+    pub sq_psn: Psn,
+    /// The PSN the peer's requests start from.
+    pub rq_psn: Psn,
+    /// Path MTU.
+    pub mtu: Mtu,
+    /// Local ACK timeout exponent (4.096 µs × 2^timeout).
+    pub timeout: u8,
+    /// Transport retries.
+    pub retry_cnt: u8,
+    /// RNR retries (7: forever).
+    pub rnr_retry: u8,
+    /// RNR NAK timer code we send.
+    pub min_rnr_timer: u8,
+    /// READs/atomics we may have outstanding.
+    pub max_rd_atomic: u8,
+    /// READs/atomics we take from the peer at once.
+    pub max_dest_rd_atomic: u8,
+    /// What the peer may do to our memory (set at INIT, if the QP is still in RESET).
+    pub access: Access,
+}
+
+impl RcConnect {
+    /// perftest's and rdma_cm's usual values: MTU 1024, timeout 14, retry and RNR retry 7,
+    /// RNR timer 12, 4 READs each way, remote READ, WRITE and atomics allowed.
+    pub fn new(sgid: IpAddr, dgid: IpAddr, dest_qp: Qpn, sq_psn: Psn, rq_psn: Psn) -> RcConnect {
+        RcConnect {
+            sgid,
+            dgid,
+            dest_qp,
+            sq_psn,
+            rq_psn,
+            mtu: Mtu::M1024,
+            timeout: 14,
+            retry_cnt: 7,
+            rnr_retry: 7,
+            min_rnr_timer: 12,
+            max_rd_atomic: 4,
+            max_dest_rd_atomic: 4,
+            access: Access::REMOTE_WRITE | Access::REMOTE_READ | Access::REMOTE_ATOMIC,
+        }
+    }
+}
+
 /// A registered region's keys and address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MrKeys {
@@ -527,7 +582,56 @@ impl Device {
         self.qps.get(&qpn.value()).map(|e| &*e.qp)
     }
 
-    /// Modifies a QP.
+    /// Moves RC QP `qpn` from RESET (or INIT) through INIT and RTR to RTS towards `c.dest_qp`:
+    /// the three `modify_qp` calls a host makes after exchanging QPNs and PSNs itself.
+    pub fn connect_rc(&mut self, qpn: Qpn, c: &RcConnect) -> Result<(), DeviceError> {
+        if self.qp(qpn).ok_or(DeviceError::UnknownQp(qpn))?.state() == QpState::Reset {
+            self.modify_qp(
+                qpn,
+                &QpAttr {
+                    state: Some(QpState::Init),
+                    pkey_index: Some(0),
+                    port: Some(1),
+                    access: Some(c.access),
+                    ..QpAttr::default()
+                },
+            )?;
+        }
+        self.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rtr),
+                av: Some(AddressVector {
+                    sgid: c.sgid,
+                    dgid: c.dgid,
+                    hop_limit: 64,
+                    traffic_class: 0,
+                    flow_label: 0,
+                    udp_sport: None,
+                }),
+                path_mtu: Some(c.mtu),
+                dest_qp: Some(c.dest_qp),
+                rq_psn: Some(c.rq_psn),
+                max_dest_rd_atomic: Some(c.max_dest_rd_atomic),
+                min_rnr_timer: Some(c.min_rnr_timer),
+                ..QpAttr::default()
+            },
+        )?;
+        self.modify_qp(
+            qpn,
+            &QpAttr {
+                state: Some(QpState::Rts),
+                timeout: Some(c.timeout),
+                retry_cnt: Some(c.retry_cnt),
+                rnr_retry: Some(c.rnr_retry),
+                sq_psn: Some(c.sq_psn),
+                max_rd_atomic: Some(c.max_rd_atomic),
+                ..QpAttr::default()
+            },
+        )
+    }
+
+    /// Modifies a QP (`ibv_modify_qp`).
     pub fn modify_qp(&mut self, qpn: Qpn, attr: &QpAttr) -> Result<(), DeviceError> {
         let e = self.entry(qpn)?;
         e.qp.modify(attr).map_err(DeviceError::ModifyQp)?;

@@ -4,8 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use rxe_transport::device::{CqId, Device, QpInit};
-use rxe_transport::{Access, AddressVector, Mtu, Pd, QpAttr, QpState, QpType};
+use rxe_transport::device::{CqId, Device, QpInit, RcConnect};
+use rxe_transport::{Access, Mtu, Pd, QpAttr, QpState, QpType};
 use rxe_wire::{Psn, Qpn};
 
 /// 127.0.0.`last`.
@@ -54,38 +54,14 @@ pub(crate) struct Path {
 
 /// INIT → RTR → RTS towards `p.dest` (retry_cnt and rnr_retry 7, 4 READs outstanding).
 pub(crate) fn connect(c: &mut Device, q: Qpn, p: &Path) {
-    c.modify_qp(
-        q,
-        &QpAttr {
-            state: Some(QpState::Rtr),
-            av: Some(AddressVector {
-                sgid: p.me,
-                dgid: p.peer,
-                hop_limit: 64,
-                traffic_class: 0,
-                flow_label: 0,
-                udp_sport: None,
-            }),
-            path_mtu: Some(p.mtu),
-            dest_qp: Some(p.dest),
-            rq_psn: Some(Psn::new(p.peer_psn)),
-            max_dest_rd_atomic: Some(4),
-            min_rnr_timer: Some(12),
-            ..QpAttr::default()
-        },
-    )
-    .unwrap();
-    c.modify_qp(
-        q,
-        &QpAttr {
-            state: Some(QpState::Rts),
-            timeout: Some(p.timeout),
-            retry_cnt: Some(7),
-            rnr_retry: Some(7),
-            sq_psn: Some(Psn::new(p.my_psn)),
-            max_rd_atomic: Some(4),
-            ..QpAttr::default()
-        },
-    )
-    .unwrap();
+    let mut rc = RcConnect::new(
+        p.me,
+        p.peer,
+        p.dest,
+        Psn::new(p.my_psn),
+        Psn::new(p.peer_psn),
+    );
+    rc.mtu = p.mtu;
+    rc.timeout = p.timeout;
+    c.connect_rc(q, &rc).unwrap();
 }
