@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use rxe_transport::cm::CmEvent;
 use rxe_transport::device::{CqId, DeviceEvent, QpInit};
 use rxe_transport::{
-    Access, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge, WcOpcode, WcStatus,
-    WorkCompletion, WrOpcode,
+    Access, QpState, RecvWr, Remote, SendFlags, SendWr, Sge, WcOpcode, WcStatus, WorkCompletion,
+    WrOpcode,
 };
 use rxe_user::{UdpDevice, UdpDeviceConfig};
 use rxe_wire::Rkey;
@@ -136,14 +136,7 @@ fn side(last: u8, port: u16, seed: u64) -> Result<Side, DemoError> {
     let access = Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ;
     let mr = c.reg_mr(pd, BUF, BUF_LEN, access).map_err(err("reg_mr"))?;
     let cq = c.create_cq(4096);
-    let qpn = c
-        .create_qp(&QpInit {
-            qp_type: QpType::Rc,
-            pd,
-            send_cq: cq,
-            recv_cq: cq,
-        })
-        .map_err(err("create_qp"))?;
+    let qpn = c.create_qp(&QpInit::rc(pd, cq)).map_err(err("create_qp"))?;
     Ok(Side {
         dev,
         qpn,

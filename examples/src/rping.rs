@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use rxe_transport::cm::{CmEvent, ConnId};
 use rxe_transport::device::{CqId, DeviceEvent, QpInit};
 use rxe_transport::{
-    Access, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge, WcOpcode, WcStatus,
-    WorkCompletion, WrOpcode,
+    Access, QpState, RecvWr, Remote, SendFlags, SendWr, Sge, WcOpcode, WcStatus, WorkCompletion,
+    WrOpcode,
 };
 use rxe_user::{UdpDevice, UdpDeviceConfig};
 use rxe_wire::{Qpn, Rkey};
@@ -147,14 +147,7 @@ impl Rping {
             let _ = c.destroy_qp(old);
         }
         while c.poll_cq(cq).is_some() {}
-        self.qpn = c
-            .create_qp(&QpInit {
-                qp_type: QpType::Rc,
-                pd,
-                send_cq: cq,
-                recv_cq: cq,
-            })
-            .map_err(e("create_qp"))?;
+        self.qpn = c.create_qp(&QpInit::rc(pd, cq)).map_err(e("create_qp"))?;
         self.early_recvs = 0;
         let q = self.qpn;
         self.dbg(format_args!("created qp {:#x}", q.value()));

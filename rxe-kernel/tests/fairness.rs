@@ -7,7 +7,7 @@ mod common;
 use common::SimNic;
 use rxe_kernel::port::Port;
 use rxe_transport::device::{QpInit, RcConnect};
-use rxe_transport::{Access, Instant, QpType, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode};
+use rxe_transport::{Access, Instant, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode};
 use rxe_wire::{Psn, Qpn, Rkey};
 
 const QPS: usize = 100;
@@ -30,15 +30,7 @@ fn one_hundred_qps_take_turns_packet_by_packet() {
             .unwrap();
         let cq = c.create_cq(4 * QPS);
         let qps: Vec<Qpn> = (0..QPS)
-            .map(|_| {
-                c.create_qp(&QpInit {
-                    qp_type: QpType::Rc,
-                    pd,
-                    send_cq: cq,
-                    recv_cq: cq,
-                })
-                .unwrap()
-            })
+            .map(|_| c.create_qp(&QpInit::rc(pd, cq)).unwrap())
             .collect();
         (qps, cq, mr.lkey)
     };

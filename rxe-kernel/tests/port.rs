@@ -10,9 +10,7 @@ use rxe_kernel::port::Port;
 use rxe_kernel::tx_control::{Control, ControlMethod};
 use rxe_transport::cm::CmEvent;
 use rxe_transport::device::{DeviceEvent, QpInit};
-use rxe_transport::{
-    Access, Instant, QpState, QpType, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode,
-};
+use rxe_transport::{Access, Instant, QpState, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode};
 use rxe_wire::Rkey;
 
 struct Net {
@@ -76,14 +74,7 @@ fn write_and_read(cap: usize, control: Control) -> Net {
         let pd = c.alloc_pd();
         let mr = c.reg_mr(pd, 0x10_0000, 256 * 1024, access).unwrap();
         let cq = c.create_cq(64);
-        let qp = c
-            .create_qp(&QpInit {
-                qp_type: QpType::Rc,
-                pd,
-                send_cq: cq,
-                recv_cq: cq,
-            })
-            .unwrap();
+        let qp = c.create_qp(&QpInit::rc(pd, cq)).unwrap();
         (qp, cq, mr.lkey)
     };
     let (qa, cqa, ka) = setup(&mut n.a);

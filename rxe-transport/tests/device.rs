@@ -74,14 +74,7 @@ fn setup_qp(d: &mut Device) -> (Qpn, CqId, u32) {
         )
         .unwrap();
     let cq = d.create_cq(256);
-    let qpn = d
-        .create_qp(&QpInit {
-            qp_type: QpType::Rc,
-            pd,
-            send_cq: cq,
-            recv_cq: cq,
-        })
-        .unwrap();
+    let qpn = d.create_qp(&QpInit::rc(pd, cq)).unwrap();
     (qpn, cq, mr.lkey)
 }
 

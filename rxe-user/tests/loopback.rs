@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use rxe_transport::cm::CmEvent;
 use rxe_transport::device::{DeviceEvent, QpInit};
-use rxe_transport::{
-    Access, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode,
-};
+use rxe_transport::{Access, QpState, RecvWr, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode};
 use rxe_user::{UdpDevice, UdpDeviceConfig, UdpDeviceCounters};
 use rxe_wire::Rkey;
 
@@ -168,14 +166,7 @@ fn transfer_over(
             )
             .unwrap();
         let cq = c.create_cq(1024);
-        let qpn = c
-            .create_qp(&QpInit {
-                qp_type: QpType::Rc,
-                pd,
-                send_cq: cq,
-                recv_cq: cq,
-            })
-            .unwrap();
+        let qpn = c.create_qp(&QpInit::rc(pd, cq)).unwrap();
         (qpn, cq, mr.lkey)
     };
     let (qa, cqa, ka) = setup(&mut a);

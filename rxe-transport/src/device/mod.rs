@@ -124,6 +124,18 @@ pub struct QpInit {
     pub recv_cq: CqId,
 }
 
+impl QpInit {
+    /// An RC QP in `pd` whose send and receive completions both go to `cq`.
+    pub fn rc(pd: Pd, cq: CqId) -> QpInit {
+        QpInit {
+            qp_type: QpType::Rc,
+            pd,
+            send_cq: cq,
+            recv_cq: cq,
+        }
+    }
+}
+
 /// How an RC QP connects when the host exchanged the parameters itself (as ibv_rc_pingpong and
 /// perftest do over TCP, or a firmware over its own channel) instead of through the CM: see
 /// [`Device::connect_rc`].

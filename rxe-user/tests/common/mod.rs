@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use rxe_transport::device::{CqId, Device, QpInit, RcConnect};
-use rxe_transport::{Access, Mtu, Pd, QpAttr, QpState, QpType};
+use rxe_transport::{Access, Mtu, Pd, QpAttr, QpState};
 use rxe_wire::{Psn, Qpn};
 
 /// 127.0.0.`last`.
@@ -15,14 +15,7 @@ pub(crate) fn lo(last: u8) -> IpAddr {
 
 /// An RC QP on `cq` in INIT that allows remote READ and WRITE.
 pub(crate) fn rc_qp(c: &mut Device, pd: Pd, cq: CqId) -> Qpn {
-    let q = c
-        .create_qp(&QpInit {
-            qp_type: QpType::Rc,
-            pd,
-            send_cq: cq,
-            recv_cq: cq,
-        })
-        .unwrap();
+    let q = c.create_qp(&QpInit::rc(pd, cq)).unwrap();
     c.modify_qp(
         q,
         &QpAttr {
