@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use rxe_transport::device::{CqId, QpInit};
+use rxe_transport::device::{CqId, QpInit, RcConnect};
 use rxe_transport::{
     Access, AddressVector, Mtu, QpAttr, QpState, QpType, RecvWr, SendFlags, SendWr, Sge, WcOpcode,
     WcStatus, WrOpcode,
@@ -249,40 +249,18 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
                 )
                 .map_err(e("modify QP to RTS"));
         }
-        c.modify_qp(
-            qpn,
-            &QpAttr {
-                state: Some(QpState::Rtr),
-                av: Some(AddressVector {
-                    sgid: local_ip,
-                    dgid: rxe_wire::cma::ip_of(rem.gid),
-                    hop_limit: 1,
-                    traffic_class: 0,
-                    flow_label: 0,
-                    udp_sport: None,
-                }),
-                path_mtu: Some(mtu),
-                dest_qp: Some(Qpn::new(rem.qpn)),
-                rq_psn: Some(Psn::new(rem.psn)),
-                max_dest_rd_atomic: Some(1),
-                min_rnr_timer: Some(12),
-                ..QpAttr::default()
-            },
-        )
-        .map_err(e("modify QP to RTR"))?;
-        c.modify_qp(
-            qpn,
-            &QpAttr {
-                state: Some(QpState::Rts),
-                timeout: Some(14),
-                retry_cnt: Some(7),
-                rnr_retry: Some(7),
-                sq_psn: Some(Psn::new(my.psn)),
-                max_rd_atomic: Some(1),
-                ..QpAttr::default()
-            },
-        )
-        .map_err(e("modify QP to RTS"))
+        let mut rc = RcConnect::new(
+            local_ip,
+            rxe_wire::cma::ip_of(rem.gid),
+            Qpn::new(rem.qpn),
+            Psn::new(my.psn),
+            Psn::new(rem.psn),
+        );
+        rc.mtu = mtu;
+        rc.hop_limit = 1;
+        rc.max_rd_atomic = 1;
+        rc.max_dest_rd_atomic = 1;
+        c.connect_rc(qpn, &rc).map_err(e("modify QP to RTR/RTS"))
     };
     let rem = match args.server {
         Some(peer) => {

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use rxe_transport::device::{CqId, Device, QpInit, QP_DEPTH};
+use rxe_transport::device::{CqId, Device, QpInit, RcConnect, QP_DEPTH};
 use rxe_transport::qp::MAX_RD_ATOMIC;
 use rxe_transport::{
-    Access, AddressVector, Mtu, QpAttr, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge,
-    WcStatus, WorkCompletion, WrOpcode,
+    Access, Mtu, QpAttr, QpState, QpType, RecvWr, Remote, SendFlags, SendWr, Sge, WcStatus,
+    WorkCompletion, WrOpcode,
 };
 use rxe_user::{Engine, UdpDevice, UdpDeviceConfig};
 use rxe_wire::{Psn, Qpn, Rkey};
@@ -816,42 +816,19 @@ fn connect_qp(
     mtu: Mtu,
 ) -> Result<(), PerftestError> {
     let qpn = r.qps[index];
-    r.with(|c| {
-        c.modify_qp(
-            qpn,
-            &QpAttr {
-                state: Some(QpState::Rtr),
-                av: Some(AddressVector {
-                    sgid: local_ip,
-                    dgid: rxe_wire::cma::ip_of(rem.gid),
-                    hop_limit: 0xff,
-                    traffic_class: 0,
-                    flow_label: 0,
-                    udp_sport: None,
-                }),
-                path_mtu: Some(mtu),
-                dest_qp: Some(Qpn::new(rem.qpn)),
-                rq_psn: Some(Psn::new(rem.psn)),
-                max_dest_rd_atomic: Some(my.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8),
-                min_rnr_timer: Some(12),
-                ..QpAttr::default()
-            },
-        )
-        .map_err(e("Failed to modify QP to RTR"))?;
-        c.modify_qp(
-            qpn,
-            &QpAttr {
-                state: Some(QpState::Rts),
-                timeout: Some(14),
-                retry_cnt: Some(7),
-                rnr_retry: Some(7),
-                sq_psn: Some(Psn::new(my.psn)),
-                max_rd_atomic: Some(rem.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8),
-                ..QpAttr::default()
-            },
-        )
-        .map_err(e("Failed to modify QP to RTS"))
-    })?
+    let mut c = RcConnect::new(
+        local_ip,
+        rxe_wire::cma::ip_of(rem.gid),
+        Qpn::new(rem.qpn),
+        Psn::new(my.psn),
+        Psn::new(rem.psn),
+    );
+    c.mtu = mtu;
+    c.hop_limit = 0xff;
+    c.max_dest_rd_atomic = my.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8;
+    c.max_rd_atomic = rem.out_reads.clamp(1, u16::from(MAX_RD_ATOMIC)) as u8;
+    r.with(|d| d.connect_rc(qpn, &c))?
+        .map_err(e("Failed to modify QP to RTR/RTS"))
 }
 
 fn print_info(out: &mut impl Write, a: &PerftestArgs, t: Test, client: bool, mtu: Mtu, tx: u64) {

@@ -153,6 +153,8 @@ pub struct RcConnect {
     pub rq_psn: Psn,
     /// Path MTU.
     pub mtu: Mtu,
+    /// IPv4 TTL / IPv6 hop limit of our packets.
+    pub hop_limit: u8,
     /// Local ACK timeout exponent (4.096 µs × 2^timeout).
     pub timeout: u8,
     /// Transport retries.
@@ -170,8 +172,8 @@ pub struct RcConnect {
 }
 
 impl RcConnect {
-    /// perftest's and rdma_cm's usual values: MTU 1024, timeout 14, retry and RNR retry 7,
-    /// RNR timer 12, 4 READs each way, remote READ, WRITE and atomics allowed.
+    /// perftest's and rdma_cm's usual values: MTU 1024, hop limit 64, timeout 14, retry and
+    /// RNR retry 7, RNR timer 12, 4 READs each way, remote READ, WRITE and atomics allowed.
     pub fn new(sgid: IpAddr, dgid: IpAddr, dest_qp: Qpn, sq_psn: Psn, rq_psn: Psn) -> RcConnect {
         RcConnect {
             sgid,
@@ -180,6 +182,7 @@ impl RcConnect {
             sq_psn,
             rq_psn,
             mtu: Mtu::M1024,
+            hop_limit: 64,
             timeout: 14,
             retry_cnt: 7,
             rnr_retry: 7,
@@ -616,7 +619,7 @@ impl Device {
                 av: Some(AddressVector {
                     sgid: c.sgid,
                     dgid: c.dgid,
-                    hop_limit: 64,
+                    hop_limit: c.hop_limit,
                     traffic_class: 0,
                     flow_label: 0,
                     udp_sport: None,
