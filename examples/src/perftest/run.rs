@@ -583,10 +583,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     // K1: the keys, one message per QP.
     let mut rems = Vec::with_capacity(nqps);
     for m in &mine {
-        let rem = oob
-            .keys(m, &mut || r.pump())
-            .map_err(e("Failed to exchange data between server and clients"))?;
-        rems.push(rem);
+        rems.push(barrier(&mut oob, &mut r, m)?);
     }
     let rem = rems[0];
     if my.gid.to_ipv4_mapped().is_some() != rem.gid.to_ipv4_mapped().is_some() {
@@ -607,12 +604,10 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     }
     // K2: the keys again, each peer's printed as it comes.
     for (m, rm) in mine.iter().zip(&rems) {
-        oob.keys(m, &mut || r.pump())
-            .map_err(e("Failed to exchange data between server and clients"))?;
+        barrier(&mut oob, &mut r, m)?;
         let _ = writeln!(out, "{}", rm.describe("remote", show_out_reads, show_rkey));
     }
-    oob.keys(&my, &mut || r.pump())
-        .map_err(e("Failed to exchange data between server and clients"))?;
+    barrier(&mut oob, &mut r, &my)?;
     // ib_send_lat and ib_send_bw post their receives and sync once per size (below).
     if !t.one_sided_bw() && t.verb() != Verb::Send {
         if t.verb() == Verb::Send {
@@ -628,8 +623,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                     .map_err(e("Couldn't post receive"))?;
             }
         }
-        oob.keys(&my, &mut || r.pump())
-            .map_err(e("Failed to exchange data between server and clients"))?;
+        barrier(&mut oob, &mut r, &my)?;
     }
     let _ = writeln!(out, "{RESULT_LINE}");
     // ib_read_lat's server is passive and prints no table.
@@ -645,8 +639,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, _) if duplex => {
             // Both sides run; a barrier before, the reports swapped after, and each side prints
             // the sum of both directions (perftest's print_full_bw_report with the peer's).
-            oob.keys(&my, &mut || r.pump())
-                .map_err(e("Failed to exchange data between server and clients"))?;
+            barrier(&mut oob, &mut r, &my)?;
             let b = bw_client(&mut r, t, &rems, size, iters, tx_depth, with_peak, gbits)?;
             duplex_report(&mut oob, &mut r, size, iters * nqps as u64, &b, out)?;
         }
@@ -665,15 +658,13 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                 };
             }
             let _ = writeln!(out, "{RESULT_LINE}");
-            oob.keys(&my, &mut || r.pump())
-                .map_err(e("Failed to exchange data between server and clients"))?;
+            barrier(&mut oob, &mut r, &my)?;
             oob.bw_report(&last_report, &mut || r.pump())
                 .map_err(e("Failed to exchange BW reports"))?;
         }
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, false) => {
             // Passive: answer until the client reaches the barrier after its run.
-            oob.keys(&my, &mut || r.pump())
-                .map_err(e("Failed to exchange data between server and clients"))?;
+            barrier(&mut oob, &mut r, &my)?;
             let rep = oob
                 .bw_report(&last_report, &mut || r.pump())
                 .map_err(e("Failed to exchange BW reports"))?;
@@ -698,8 +689,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                         }
                     }
                 }
-                oob.keys(&my, &mut || r.pump())
-                    .map_err(e("Failed to exchange data between server and clients"))?;
+                barrier(&mut oob, &mut r, &my)?;
                 if duplex {
                     // run_iter_bi: send and receive at once; then the reports swapped and
                     // summed, as for the one-sided tests.
@@ -716,8 +706,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                 let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
                 if args.all {
                     // perftest's RUN_ALL syncs after every size too.
-                    oob.keys(&my, &mut || r.pump())
-                        .map_err(e("Failed to exchange data between server and clients"))?;
+                    barrier(&mut oob, &mut r, &my)?;
                 }
             }
         }
@@ -751,8 +740,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                     r.with(|c| c.post_recv(qpn, wr))?
                         .map_err(e("Couldn't post receive"))?;
                 }
-                oob.keys(&my, &mut || r.pump())
-                    .map_err(e("Failed to exchange data between server and clients"))?;
+                barrier(&mut oob, &mut r, &my)?;
                 let posted = send_lat(&mut r, s, iters)?;
                 let _ = writeln!(
                     out,
@@ -775,6 +763,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     }
     r.linger();
     Ok(())
+}
+
+/// One of perftest's `ctx_hand_shake`s: our key message for theirs, the device kept running.
+fn barrier(oob: &mut Oob, r: &mut Rdma, mine: &KeyMsg) -> Result<KeyMsg, PerftestError> {
+    oob.keys(mine, &mut || r.pump())
+        .map_err(e("Failed to exchange data between server and clients"))
 }
 
 /// After a bidirectional run: the reports swapped (`xchg_bw_reports`), and the sum of both
