@@ -266,31 +266,21 @@ impl UdpDevice {
         // With only ACKs queued, receive first: what arrives may give the application
         // something to answer, and its answer then leaves with those ACKs in one sendmmsg.
         let now = self.now();
-        let mut any = self.gather(now)?;
-        if self.has_requests() {
-            self.flush_all();
-        }
+        let mut any = self.send_requests(now)?;
         for _ in 0..64 {
             let completions = self.core.device_counters().completions;
             if !self.receive_one()? {
                 break;
             }
             any = true;
-            if self.core.device_counters().completions != completions {
-                // The application has a completion to act on: let it (the ACKs wait for the
-                // next turn, a moment away, or the device's drop; anything else goes now).
-                self.gather(now)?;
-                if self.has_requests() {
-                    self.flush_all();
-                }
-                return Ok(true);
-            }
             // Answer requests (READ responses, atomic results) before looking for more: one
             // (EAGAIN) receive call sooner, most of a round trip's overhead on loopback. A
             // burst still batches: GRO hands it over in one receive.
-            self.gather(now)?;
-            if self.has_requests() {
-                self.flush_all();
+            self.send_requests(now)?;
+            if self.core.device_counters().completions != completions {
+                // The application has a completion to act on: let it (the ACKs wait for the
+                // next turn, a moment away, or the device's drop).
+                return Ok(true);
             }
         }
         let now = self.now();
@@ -300,6 +290,16 @@ impl UdpDevice {
         }
         any |= self.gather(now)?;
         self.flush_all();
+        Ok(any)
+    }
+
+    /// Gathers what the core has to send and sends it if it holds more than ACKs (which
+    /// then ride along); returns whether the core had anything.
+    fn send_requests(&mut self, now: Instant) -> io::Result<bool> {
+        let any = self.gather(now)?;
+        if self.has_requests() {
+            self.flush_all();
+        }
         Ok(any)
     }
 
