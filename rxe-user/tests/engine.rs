@@ -7,11 +7,9 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::{lo, rc_qp, Path};
+use common::{lo, rc_endpoint, Path};
 use rxe_transport::device::CqId;
-use rxe_transport::{
-    Access, Mtu, RecvWr, Remote, SendFlags, SendWr, Sge, WcOpcode, WcStatus, WrOpcode,
-};
+use rxe_transport::{Mtu, RecvWr, Remote, SendFlags, SendWr, Sge, WcOpcode, WcStatus, WrOpcode};
 use rxe_user::{Engine, UdpDevice, UdpDeviceConfig};
 use rxe_wire::{Qpn, Rkey};
 
@@ -30,23 +28,7 @@ fn side(last: u8, port: u16) -> Side {
     let ip = lo(last);
     let dev = UdpDevice::open(UdpDeviceConfig::new(SocketAddr::new(ip, port))).unwrap();
     let e = Engine::start(dev).unwrap();
-    let (qpn, cq, key) = e
-        .with(|d| {
-            let c = d.core();
-            let pd = c.alloc_pd();
-            let mr = c
-                .reg_mr(
-                    pd,
-                    BUF,
-                    1 << 20,
-                    Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
-                )
-                .unwrap();
-            let cq = c.create_cq(256);
-            let qpn = rc_qp(c, pd, cq);
-            (qpn, cq, mr.lkey)
-        })
-        .unwrap();
+    let (qpn, cq, key) = e.with(|d| rc_endpoint(d.core(), BUF)).unwrap();
     Side {
         e,
         qpn,

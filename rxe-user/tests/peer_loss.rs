@@ -7,8 +7,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{lo, rc_qp, Path};
-use rxe_transport::{Access, Mtu, QpState, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode};
+use common::{lo, rc_endpoint, Path};
+use rxe_transport::{Mtu, QpState, Remote, SendFlags, SendWr, Sge, WcStatus, WrOpcode};
 use rxe_user::{UdpDevice, UdpDeviceConfig};
 use rxe_wire::{Qpn, Rkey};
 
@@ -26,24 +26,8 @@ fn side(last: u8, port: u16) -> Side {
     let mut cfg = UdpDeviceConfig::new(addr);
     cfg.retry_cnt_7_is_infinite = false;
     let mut dev = UdpDevice::open(cfg).expect("open");
-    let c = dev.core();
-    let pd = c.alloc_pd();
-    let mr = c
-        .reg_mr(
-            pd,
-            BUF,
-            1 << 20,
-            Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
-        )
-        .unwrap();
-    let cq = c.create_cq(256);
-    let qpn = rc_qp(c, pd, cq);
-    Side {
-        dev,
-        qpn,
-        cq,
-        key: mr.lkey,
-    }
+    let (qpn, cq, key) = rc_endpoint(dev.core(), BUF);
+    Side { dev, qpn, cq, key }
 }
 
 fn connect(s: &mut Side, me: u8, peer: &Side, peer_last: u8) {

@@ -30,6 +30,22 @@ pub(crate) fn rc_qp(c: &mut Device, pd: Pd, cq: CqId) -> Qpn {
     q
 }
 
+/// A 1 MiB region at `buf` (local write, remote read and write), a 256-entry CQ and an RC QP in
+/// INIT on it: `(qpn, cq, lkey)`.
+pub(crate) fn rc_endpoint(c: &mut Device, buf: u64) -> (Qpn, CqId, u32) {
+    let pd = c.alloc_pd();
+    let mr = c
+        .reg_mr(
+            pd,
+            buf,
+            1 << 20,
+            Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
+        )
+        .unwrap();
+    let cq = c.create_cq(256);
+    (rc_qp(c, pd, cq), cq, mr.lkey)
+}
+
 /// How [`connect`] sets a QP up.
 pub(crate) struct Path {
     /// This side's address and the peer's.
