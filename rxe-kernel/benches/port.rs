@@ -50,6 +50,9 @@ impl NetDev for MemNic {
     fn addresses(&self) -> Vec<IpAddr> {
         vec![self.ip]
     }
+    fn has_address(&self, ip: IpAddr) -> bool {
+        ip == self.ip
+    }
     fn resolve(&mut self, ip: IpAddr) -> Neighbour {
         if ip == self.peer.0 {
             Neighbour::Known(self.peer.1)

@@ -43,6 +43,11 @@ pub trait NetDev {
     fn mac(&self) -> MacAddr;
     /// The device's IP addresses (each a RoCEv2 GID).
     fn addresses(&self) -> Vec<IpAddr>;
+    /// Whether `ip` is one of the device's addresses. Asked for every received frame: a host
+    /// that can answer without building the list (a hash, a fixed address) should.
+    fn has_address(&self, ip: IpAddr) -> bool {
+        self.addresses().contains(&ip)
+    }
     /// The MAC address for `ip`, or [`Neighbour::Pending`] while it is being resolved.
     fn resolve(&mut self, ip: IpAddr) -> Neighbour;
     /// Whether the link is up.

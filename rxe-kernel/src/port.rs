@@ -251,7 +251,7 @@ impl<N: NetDev> Port<N> {
         if total > ip.len() || total < udp_at + 8 {
             return Err(&mut self.rx.truncated);
         }
-        if !self.netdev.addresses().contains(&dst_ip) {
+        if !self.netdev.has_address(dst_ip) {
             return Err(&mut self.rx.other_ip);
         }
         if proto != 17 {
