@@ -132,10 +132,10 @@ fn side(last: u8, port: u16, seed: u64) -> Result<Side, DemoError> {
     cfg.seed ^= seed;
     let mut dev = UdpDevice::open(cfg).map_err(err("open device on 127.0.0.x"))?;
     let c = dev.core();
-    let pd = c.alloc_pd();
+    let pd = c.alloc_pd().map_err(err("alloc_pd"))?;
     let access = Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ;
     let mr = c.reg_mr(pd, BUF, BUF_LEN, access).map_err(err("reg_mr"))?;
-    let cq = c.create_cq(4096);
+    let cq = c.create_cq(4096).map_err(err("create_cq"))?;
     let qpn = c.create_qp(&QpInit::rc(pd, cq)).map_err(err("create_qp"))?;
     Ok(Side {
         dev,

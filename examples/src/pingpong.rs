@@ -166,20 +166,21 @@ pub fn run(args: &PingpongArgs, out: &mut impl Write) -> Result<(), PingpongErro
     let grh = if args.ud { GRH } else { 0 };
     let rx_depth = args.rx_depth.clamp(2, 250);
     let c = dev.core();
-    let pd = c.alloc_pd();
+    let pd = c.alloc_pd().map_err(e("alloc_pd"))?;
     let mr = c
         .reg_mr(pd, BUF, (size + grh) as usize, Access::LOCAL_WRITE)
         .map_err(e("reg_mr"))?;
     c.mr_bytes_mut(mr.lkey)
         .ok_or(PingpongError("region".into()))?
         .fill(0x7b);
-    let cq: CqId = c.create_cq(rx_depth as usize + 1);
+    let cq: CqId = c.create_cq(rx_depth as usize + 1).map_err(e("create_cq"))?;
     let qpn = c
         .create_qp(&QpInit {
             qp_type: if args.ud { QpType::Ud } else { QpType::Rc },
             pd,
             send_cq: cq,
             recv_cq: cq,
+            srq: None,
         })
         .map_err(e("create_qp"))?;
     let mut init = QpAttr {

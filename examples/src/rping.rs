@@ -111,12 +111,12 @@ impl Rping {
     ) -> Result<Rping, RpingError> {
         let mut dev = UdpDevice::open(UdpDeviceConfig::new(bind)).map_err(e("open device"))?;
         let c = dev.core();
-        let pd = c.alloc_pd();
+        let pd = c.alloc_pd().map_err(e("alloc_pd"))?;
         let lay = layout(size);
         let len = (lay.recv - BASE + 64) as usize;
         let access = Access::LOCAL_WRITE | Access::REMOTE_READ | Access::REMOTE_WRITE;
         let mr = c.reg_mr(pd, BASE, len, access).map_err(e("reg_mr"))?;
-        let cq = c.create_cq(64);
+        let cq = c.create_cq(64).map_err(e("create_cq"))?;
         let mut r = Rping {
             dev,
             pd,

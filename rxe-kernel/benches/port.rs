@@ -98,11 +98,11 @@ impl Rig {
         let access = Access::LOCAL_WRITE | Access::REMOTE_WRITE;
         let setup = |p: &mut Port<MemNic>| {
             let c = p.core();
-            let pd = c.alloc_pd();
+            let pd = c.alloc_pd().expect("pd");
             let mr = c
                 .reg_mr(pd, BASE, (LEN * COUNT) as usize, access)
                 .expect("mr");
-            let cq = c.create_cq(64);
+            let cq = c.create_cq(64).expect("cq");
             let qp = c.create_qp(&QpInit::rc(pd, cq)).expect("qp");
             (qp, cq, mr.lkey)
         };

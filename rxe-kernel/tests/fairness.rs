@@ -24,11 +24,11 @@ fn one_hundred_qps_take_turns_packet_by_packet() {
     let access = Access::LOCAL_WRITE | Access::REMOTE_WRITE;
     let setup = |p: &mut Port<SimNic>| {
         let c = p.core();
-        let pd = c.alloc_pd();
+        let pd = c.alloc_pd().expect("pd");
         let mr = c
             .reg_mr(pd, 0x100_0000, QPS * CHUNK as usize, access)
             .unwrap();
-        let cq = c.create_cq(4 * QPS);
+        let cq = c.create_cq(4 * QPS).expect("cq");
         let qps: Vec<Qpn> = (0..QPS)
             .map(|_| c.create_qp(&QpInit::rc(pd, cq)).unwrap())
             .collect();

@@ -71,9 +71,9 @@ fn write_and_read(cap: usize, control: Control) -> Net {
     let access = Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ;
     let setup = |p: &mut Port<SimNic>| {
         let c = p.core();
-        let pd = c.alloc_pd();
+        let pd = c.alloc_pd().expect("pd");
         let mr = c.reg_mr(pd, 0x10_0000, 256 * 1024, access).unwrap();
-        let cq = c.create_cq(64);
+        let cq = c.create_cq(64).expect("cq");
         let qp = c.create_qp(&QpInit::rc(pd, cq)).unwrap();
         (qp, cq, mr.lkey)
     };

@@ -64,7 +64,7 @@ impl Link {
 }
 
 fn setup_qp(d: &mut Device) -> (Qpn, CqId, u32) {
-    let pd = d.alloc_pd();
+    let pd = d.alloc_pd().expect("pd");
     let mr = d
         .reg_mr(
             pd,
@@ -73,7 +73,7 @@ fn setup_qp(d: &mut Device) -> (Qpn, CqId, u32) {
             Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
         )
         .unwrap();
-    let cq = d.create_cq(256);
+    let cq = d.create_cq(256).expect("cq");
     let qpn = d.create_qp(&QpInit::rc(pd, cq)).unwrap();
     (qpn, cq, mr.lkey)
 }
@@ -261,19 +261,20 @@ fn two_devices_connect_through_rdma_cm_and_move_data() {
 fn keys_qpns_and_drops_follow_linux_rxe() {
     let mut l = Link::new();
     let d = &mut l.devs[0];
-    let pd = d.alloc_pd();
+    let pd = d.alloc_pd().expect("pd");
     let m1 = d.reg_mr(pd, 0x1000, 4096, Access::LOCAL_WRITE).unwrap();
     let m2 = d.reg_mr(pd, 0x2000, 4096, Access::LOCAL_WRITE).unwrap();
     // A 24-bit index and an 8-bit key part; lkey == rkey.
     assert_eq!(m1.lkey, m1.rkey);
     assert_ne!(m1.lkey >> 8, m2.lkey >> 8);
     assert!(d.reg_mr(pd, 0, 0, Access::LOCAL_WRITE).is_err());
-    let cq = d.create_cq(4);
+    let cq = d.create_cq(4).expect("cq");
     let init = QpInit {
         qp_type: QpType::Rc,
         pd,
         send_cq: cq,
         recv_cq: cq,
+        srq: None,
     };
     let q1 = d.create_qp(&init).unwrap();
     let q2 = d.create_qp(&init).unwrap();

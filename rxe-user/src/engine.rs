@@ -17,7 +17,7 @@
 //!
 //! let dev = UdpDevice::open(UdpDeviceConfig::new("127.0.0.1:4791".parse().unwrap())).unwrap();
 //! let engine = Engine::start(dev).unwrap();
-//! let cq = engine.with(|d| d.core().create_cq(64)).unwrap();
+//! let cq = engine.with(|d| d.core().create_cq(64).expect("cq")).unwrap();
 //! // ... create and connect a QP, post work with engine.with(...), then:
 //! let wc = engine.wait_cq(cq, Duration::from_secs(1)).unwrap();
 //! # let _ = wc;

@@ -71,7 +71,7 @@
 //! use rxe_user::{UdpDevice, UdpDeviceConfig};
 //!
 //! let mut dev = UdpDevice::open(UdpDeviceConfig::new("127.0.0.1:4791".parse().unwrap())).unwrap();
-//! let pd = dev.core().alloc_pd();
+//! let pd = dev.core().alloc_pd().expect("pd");
 //! // ... register memory, create QPs, connect; then call dev.progress() to run the protocol.
 //! # let _ = pd;
 //! ```

@@ -40,7 +40,7 @@ fn a_callers_buffer_is_the_region_both_ways() {
     // The caller's buffer: first half a pattern, second half zero.
     let mut buf: Vec<u8> = (0..LEN).map(|i| (i % 241) as u8).collect();
     buf[LEN / 2..].fill(0);
-    let pda = a.core().alloc_pd();
+    let pda = a.core().alloc_pd().expect("pd");
     // SAFETY: `buf` outlives the registration (deregistered below) and is not touched while
     // work is in flight.
     let mr = unsafe { a.reg_user_mr(pda, buf.as_mut_ptr(), LEN, access) }.unwrap();
@@ -50,10 +50,10 @@ fn a_callers_buffer_is_the_region_both_ways() {
         "the iova is the virtual address"
     );
     assert_eq!(mr.length, LEN as u64);
-    let cqa = a.core().create_cq(16);
+    let cqa = a.core().create_cq(16).expect("cq");
     let qa = rc_qp(a.core(), pda, cqa);
 
-    let pdb = b.core().alloc_pd();
+    let pdb = b.core().alloc_pd().expect("pd");
     let mb = b.core().reg_mr(pdb, BUF_B, LEN, access).unwrap();
     for (i, x) in b
         .core()
@@ -64,7 +64,7 @@ fn a_callers_buffer_is_the_region_both_ways() {
     {
         *x = (i % 13) as u8 ^ 0x5a;
     }
-    let cqb = b.core().create_cq(16);
+    let cqb = b.core().create_cq(16).expect("cq");
     let qb = rc_qp(b.core(), pdb, cqb);
     let path = |me, peer, dest| Path {
         me: lo(me),

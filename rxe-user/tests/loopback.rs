@@ -156,7 +156,7 @@ fn transfer_over(
     let mut b = open(net, 2, port, gso, faults);
     let setup = |d: &mut UdpDevice| {
         let c = d.core();
-        let pd = c.alloc_pd();
+        let pd = c.alloc_pd().expect("pd");
         let mr = c
             .reg_mr(
                 pd,
@@ -165,7 +165,7 @@ fn transfer_over(
                 Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
             )
             .unwrap();
-        let cq = c.create_cq(1024);
+        let cq = c.create_cq(1024).expect("cq");
         let qpn = c.create_qp(&QpInit::rc(pd, cq)).unwrap();
         (qpn, cq, mr.lkey)
     };

@@ -20,7 +20,7 @@ const BUF: u64 = 0x100_0000;
 fn open(last: u8, port: u16) -> (UdpDevice, CqId, u32, rxe_transport::Pd) {
     let mut d = UdpDevice::open(UdpDeviceConfig::new(SocketAddr::new(lo(last), port))).unwrap();
     let c = d.core();
-    let pd = c.alloc_pd();
+    let pd = c.alloc_pd().expect("pd");
     let mr = c
         .reg_mr(
             pd,
@@ -29,7 +29,7 @@ fn open(last: u8, port: u16) -> (UdpDevice, CqId, u32, rxe_transport::Pd) {
             Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
         )
         .unwrap();
-    let cq = c.create_cq(4 * QPS);
+    let cq = c.create_cq(4 * QPS).expect("cq");
     (d, cq, mr.lkey, pd)
 }
 

@@ -499,7 +499,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     })?;
     let half = max_size.max(CYCLE_BUFFER).div_ceil(CACHE_LINE) * CACHE_LINE;
     let c = dev.core();
-    let pd = c.alloc_pd();
+    let pd = c.alloc_pd().map_err(e("Couldn't allocate PD"))?;
     let access = Access::LOCAL_WRITE
         | match t.verb() {
             Verb::Read => Access::REMOTE_READ,
@@ -522,8 +522,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             }
         }
     }
-    let scq = c.create_cq(nqps * tx_depth as usize + 1);
-    let rcq = c.create_cq(nqps * RX_DEPTH as usize + 1);
+    let scq = c
+        .create_cq(nqps * tx_depth as usize + 1)
+        .map_err(e("Couldn't create CQ"))?;
+    let rcq = c
+        .create_cq(nqps * RX_DEPTH as usize + 1)
+        .map_err(e("Couldn't create CQ"))?;
     let reads = matches!(t.verb(), Verb::Read | Verb::Atomic);
     let mut qps = Vec::with_capacity(nqps);
     let mut mine = Vec::with_capacity(nqps);
@@ -534,6 +538,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                 pd,
                 send_cq: scq,
                 recv_cq: rcq,
+                srq: None,
             })
             .map_err(e("Couldn't create QP"))?;
         c.modify_qp(

@@ -127,6 +127,11 @@ impl MemTable {
         self.entries.get_mut(Self::index(key))?.as_mut()
     }
 
+    /// Whether a region or window of `pd` is registered.
+    pub(crate) fn uses_pd(&self, pd: Pd) -> bool {
+        self.entries.iter().flatten().any(|e| e.pd == pd)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.iter().filter(|e| e.is_some()).count()
     }

@@ -18,15 +18,16 @@
 //! use rxe_transport::{Access, QpType};
 //!
 //! let mut dev = Device::new(DeviceConfig::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 1)).unwrap();
-//! let pd = dev.alloc_pd();
+//! let pd = dev.alloc_pd().expect("pd");
 //! let mr = dev.reg_mr(pd, 0x1000, 4096, Access::LOCAL_WRITE | Access::REMOTE_WRITE).unwrap();
-//! let cq = dev.create_cq(64);
-//! let qpn = dev.create_qp(&QpInit { qp_type: QpType::Rc, pd, send_cq: cq, recv_cq: cq }).unwrap();
+//! let cq = dev.create_cq(64).expect("cq");
+//! let qpn = dev.create_qp(&QpInit { qp_type: QpType::Rc, pd, send_cq: cq, recv_cq: cq, srq: None }).unwrap();
 //! assert_eq!(qpn.value(), 0x11);
 //! assert_eq!(dev.mr_bytes(mr.lkey).unwrap().len(), 4096);
 //! ```
 
 mod memory_table;
+mod objects;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -39,6 +40,8 @@ use rxe_wire::{Checks, Psn, QKey, Qpn, RoceV2Packet};
 
 pub use self::memory_table::RegionMemory;
 use self::memory_table::{Backing, Entry, MemTable};
+use self::objects::{Ah, DeviceSrq};
+pub use self::objects::{AhId, DeviceAttr, SrqId};
 use crate::cm::{AcceptParams, Cm, CmConfig, CmError, CmEvent, ConnId, ConnectParams};
 use crate::counters::Counters;
 use crate::memory::{MwType, Pd};
@@ -85,13 +88,22 @@ pub struct DeviceConfig {
     pub max_qp: usize,
     /// Most memory regions and windows.
     pub max_mr: usize,
+    /// Most protection domains.
+    pub max_pd: usize,
+    /// Most completion queues.
+    pub max_cq: usize,
+    /// Most shared receive queues.
+    pub max_srq: usize,
+    /// Most address handles.
+    pub max_ah: usize,
     /// Whether a QP's `retry_cnt` of 7 retries forever, as Linux rxe (`true`, the default), or
     /// seven times, as the IBTA (`false`: a vanished peer ends in `RETRY_EXC_ERR`).
     pub retry_cnt_7_is_infinite: bool,
 }
 
 impl DeviceConfig {
-    /// Defaults for `gid`: MTU 1024, Linux-like ports and Identification, 1024 QPs and MRs.
+    /// Defaults for `gid`: MTU 1024, Linux-like ports and Identification, 1024 QPs, MRs, PDs,
+    /// CQs, SRQs and AHs.
     pub fn new(gid: IpAddr, seed: u64) -> DeviceConfig {
         DeviceConfig {
             gid,
@@ -102,6 +114,10 @@ impl DeviceConfig {
             ipv4_ident_step: 1,
             max_qp: 1024,
             max_mr: 1024,
+            max_pd: 1024,
+            max_cq: 1024,
+            max_srq: 1024,
+            max_ah: 1024,
             retry_cnt_7_is_infinite: true,
         }
     }
@@ -122,6 +138,9 @@ pub struct QpInit {
     pub send_cq: CqId,
     /// Where receive completions go.
     pub recv_cq: CqId,
+    /// The shared receive queue the QP takes receive requests from (its own `post_recv` is
+    /// then refused), or `None` for its own receive queue.
+    pub srq: Option<SrqId>,
 }
 
 impl QpInit {
@@ -132,6 +151,7 @@ impl QpInit {
             pd,
             send_cq: cq,
             recv_cq: cq,
+            srq: None,
         }
     }
 }
@@ -216,6 +236,14 @@ pub enum DeviceError {
     UnknownCq(CqId),
     /// No such memory key.
     UnknownKey(u32),
+    /// No such protection domain.
+    UnknownPd(Pd),
+    /// No such shared receive queue.
+    UnknownSrq(SrqId),
+    /// No such address handle.
+    UnknownAh(AhId),
+    /// The object is still in use (a PD with regions, QPs, SRQs or AHs; a CQ or SRQ with QPs).
+    Busy,
     /// The device's limit for this object is reached.
     NoResources,
     /// A length of 0 or too large.
@@ -236,6 +264,10 @@ impl fmt::Display for DeviceError {
             DeviceError::UnknownQp(q) => write!(f, "no QP {q}"),
             DeviceError::UnknownCq(c) => write!(f, "no CQ {}", c.0),
             DeviceError::UnknownKey(k) => write!(f, "no memory key {k:#x}"),
+            DeviceError::UnknownPd(p) => write!(f, "no protection domain {}", p.0),
+            DeviceError::UnknownSrq(s) => write!(f, "no SRQ {}", s.0),
+            DeviceError::UnknownAh(a) => write!(f, "no address handle {}", a.0),
+            DeviceError::Busy => f.write_str("still in use"),
             DeviceError::NoResources => f.write_str("device limit reached"),
             DeviceError::InvalidLength => f.write_str("invalid length"),
             DeviceError::ModifyQp(e) => write!(f, "modify QP: {e:?}"),
@@ -257,6 +289,9 @@ pub enum DeviceEvent {
     Cm(CmEvent),
     /// A QP went to ERR.
     QpFatal(Qpn),
+    /// Fewer receive requests than the armed limit remain in an SRQ
+    /// (`IBV_EVENT_SRQ_LIMIT_REACHED`); the limit is disarmed.
+    SrqLimitReached(SrqId),
 }
 
 /// Device-level counters (the QPs' own are summed by [`Device::counters`]).
@@ -286,6 +321,7 @@ struct QpEntry {
     qp: Box<DeviceQp>,
     send_cq: CqId,
     recv_cq: CqId,
+    srq: Option<SrqId>,
     fatal_seen: bool,
 }
 
@@ -295,7 +331,12 @@ pub struct Device {
     cfg: DeviceConfig,
     rng: u64,
     next_pd: u32,
+    pds: BTreeMap<u32, ()>,
     mem: MemTable,
+    srqs: BTreeMap<u32, DeviceSrq>,
+    next_srq: u32,
+    ahs: BTreeMap<u32, Ah>,
+    next_ah: u32,
     cqs: BTreeMap<u32, Cq>,
     next_cq: u32,
     qps: BTreeMap<u32, QpEntry>,
@@ -367,7 +408,12 @@ impl Device {
             cfg,
             rng: cfg.seed | 1,
             next_pd: 1,
+            pds: BTreeMap::new(),
             mem,
+            srqs: BTreeMap::new(),
+            next_srq: 1,
+            ahs: BTreeMap::new(),
+            next_ah: 1,
             cqs: BTreeMap::new(),
             next_cq: 1,
             qps: BTreeMap::new(),
@@ -403,13 +449,6 @@ impl Device {
 
     // ---- objects ----
 
-    /// Allocates a protection domain.
-    pub fn alloc_pd(&mut self) -> Pd {
-        let pd = Pd(self.next_pd);
-        self.next_pd += 1;
-        pd
-    }
-
     /// Registers `length` bytes (zeroed, owned by the device) at address `addr` with `access`.
     pub fn reg_mr(
         &mut self,
@@ -418,6 +457,7 @@ impl Device {
         length: usize,
         access: Access,
     ) -> Result<MrKeys, DeviceError> {
+        self.check_pd(pd)?;
         if length == 0 || addr.checked_add(length as u64).is_none() {
             return Err(DeviceError::InvalidLength);
         }
@@ -437,6 +477,7 @@ impl Device {
         mem: Box<dyn RegionMemory>,
         access: Access,
     ) -> Result<MrKeys, DeviceError> {
+        self.check_pd(pd)?;
         let length = mem.bytes().len();
         if length == 0 || addr.checked_add(length as u64).is_none() {
             return Err(DeviceError::InvalidLength);
@@ -479,6 +520,7 @@ impl Device {
 
     /// Allocates an unbound memory window; returns its rkey.
     pub fn alloc_mw(&mut self, pd: Pd, mw_type: MwType) -> Result<u32, DeviceError> {
+        self.check_pd(pd)?;
         if self.mem.len() >= self.cfg.max_mr {
             return Err(DeviceError::NoResources);
         }
@@ -510,21 +552,6 @@ impl Device {
             .map(|e| e.data.as_mut_slice())
     }
 
-    /// Creates a completion queue of `cap` entries.
-    pub fn create_cq(&mut self, cap: usize) -> CqId {
-        let id = self.next_cq;
-        self.next_cq += 1;
-        self.cqs.insert(
-            id,
-            Cq {
-                q: VecDeque::with_capacity(cap.min(4096)),
-                cap,
-                notify: None,
-            },
-        );
-        CqId(id)
-    }
-
     /// Takes the oldest completion of `cq`.
     pub fn poll_cq(&mut self, cq: CqId) -> Option<WorkCompletion> {
         self.cqs.get_mut(&cq.0)?.q.pop_front()
@@ -537,9 +564,15 @@ impl Device {
 
     /// Creates a QP (in RESET).
     pub fn create_qp(&mut self, init: &QpInit) -> Result<Qpn, DeviceError> {
+        self.check_pd(init.pd)?;
         for cq in [init.send_cq, init.recv_cq] {
             if !self.cqs.contains_key(&cq.0) {
                 return Err(DeviceError::UnknownCq(cq));
+            }
+        }
+        if let Some(srq) = init.srq {
+            if !self.srqs.contains_key(&srq.0) {
+                return Err(DeviceError::UnknownSrq(srq));
             }
         }
         if self.qps.len() >= self.cfg.max_qp {
@@ -563,6 +596,7 @@ impl Device {
             ipv4_ident_step: self.cfg.ipv4_ident_step,
             udp_sport: self.cfg.udp_sport,
             retry_cnt_7_is_infinite: self.cfg.retry_cnt_7_is_infinite,
+            srq: init.srq.is_some(),
             ..QpConfig::rc(Qpn::new(qpn), init.pd)
         };
         let qp = DeviceQp::new(cfg).map_err(|_| DeviceError::NoResources)?;
@@ -572,6 +606,7 @@ impl Device {
                 qp: Box::new(qp),
                 send_cq: init.send_cq,
                 recv_cq: init.recv_cq,
+                srq: init.srq,
                 fatal_seen: false,
             },
         );
@@ -987,7 +1022,15 @@ impl Device {
         }
         match self.qps.get_mut(&qpn.value()) {
             Some(e) => {
-                e.qp.handle_packet(now, &pkt, &mut self.mem);
+                match e.srq.and_then(|s| self.srqs.get_mut(&s.0).map(|q| (s, q))) {
+                    Some((id, srq)) => {
+                        e.qp.handle_packet_srq(now, &pkt, &mut self.mem, &mut srq.srq);
+                        if srq.srq.poll_event().is_some() {
+                            self.events.push_back(DeviceEvent::SrqLimitReached(id));
+                        }
+                    }
+                    None => e.qp.handle_packet(now, &pkt, &mut self.mem),
+                }
                 self.drain(qpn);
             }
             None => self.counters.unknown_qp += 1,

@@ -282,6 +282,10 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     pub fn qp_type(&self) -> QpType {
         self.cfg.qp_type
     }
+    /// The protection domain.
+    pub fn pd(&self) -> Pd {
+        self.cfg.pd
+    }
     /// The current state.
     pub fn state(&self) -> QpState {
         self.state

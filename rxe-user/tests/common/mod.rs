@@ -33,7 +33,7 @@ pub(crate) fn rc_qp(c: &mut Device, pd: Pd, cq: CqId) -> Qpn {
 /// A 1 MiB region at `buf` (local write, remote read and write), a 256-entry CQ and an RC QP in
 /// INIT on it: `(qpn, cq, lkey)`.
 pub(crate) fn rc_endpoint(c: &mut Device, buf: u64) -> (Qpn, CqId, u32) {
-    let pd = c.alloc_pd();
+    let pd = c.alloc_pd().expect("pd");
     let mr = c
         .reg_mr(
             pd,
@@ -42,7 +42,7 @@ pub(crate) fn rc_endpoint(c: &mut Device, buf: u64) -> (Qpn, CqId, u32) {
             Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ,
         )
         .unwrap();
-    let cq = c.create_cq(256);
+    let cq = c.create_cq(256).expect("cq");
     (rc_qp(c, pd, cq), cq, mr.lkey)
 }
 
