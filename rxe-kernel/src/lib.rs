@@ -5,7 +5,7 @@
 //! it the whole device on top of `rxe-transport`'s device core (the same core `rxe-user`
 //! runs on a UDP socket).
 //!
-//! Built so far (issue 7, in progress):
+//! What it has:
 //! - [`netdev`]: the trait the host implements for its network device.
 //! - [`tx_control`]: the transmission control of the original Soft-RoCE port, `none`,
 //!   `watermark` and `bandwidth`, set per interface with its module-parameter strings
@@ -20,8 +20,10 @@
 //!   `rdma link delete rxe0`, or the original module parameters (`add` = `eth0`, `remove` =
 //!   `rxe0`).
 //!
-//! Still to come: the core sending from a GID other than the first address, and the C header
-//! (`bindings/c`) with its C test host.
+//! The device core (PD, MR, CQ, QP, SRQ and AH pools with their limits, QPN and key allocation,
+//! demultiplexing, round-robin scheduling) is `rxe-transport`'s, the same `rxe-user` runs.
+//! C hosts use all of this through `bindings/c` (`rxe.h`). A port sends from the first address
+//! its netdev had when it was added (IPv4 first); addresses added later are GIDs it answers on.
 //!
 //! ```
 //! use rxe_kernel::tx_control::{ControlMethod, TxControls};

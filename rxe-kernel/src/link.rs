@@ -10,7 +10,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use rxe_transport::device::DeviceError;
+use alloc::boxed::Box;
+
+use rxe_transport::device::{DeviceConfig, DeviceError};
 
 use crate::netdev::NetDev;
 use crate::port::Port;
@@ -104,11 +106,13 @@ impl LinkCommand {
     }
 }
 
-/// The ports of a host, each on one network device.
+/// The ports of a host, each on one network device. Each port is boxed: its address stays the
+/// same while it exists (a C host holds it as a handle).
 #[derive(Debug)]
 pub struct Links<N: NetDev> {
-    links: Vec<(String, Port<N>)>,
+    links: Vec<(String, Box<Port<N>>)>,
     seed: u64,
+    template: Option<DeviceConfig>,
 }
 
 impl<N: NetDev> Links<N> {
@@ -117,7 +121,14 @@ impl<N: NetDev> Links<N> {
         Links {
             links: Vec::new(),
             seed,
+            template: None,
         }
+    }
+
+    /// Settings for ports added from now on ([`Port::with_config`]: the GID, MTU and CA GUID
+    /// still come from the netdev, the seed is mixed with the port's name).
+    pub fn set_template(&mut self, cfg: DeviceConfig) {
+        self.template = Some(cfg);
     }
 
     /// Adds port `name` on `netdev`, which the host calls `ifname`.
@@ -133,8 +144,12 @@ impl<N: NetDev> Links<N> {
         let seed = name
             .bytes()
             .fold(self.seed, |h, b| h.rotate_left(5) ^ u64::from(b));
-        let port = Port::new(name, netdev, seed).map_err(|_: DeviceError| LinkError::Device)?;
-        self.links.push((ifname.to_string(), port));
+        let port = match self.template {
+            Some(t) => Port::with_config(name, netdev, DeviceConfig { seed, ..t }),
+            None => Port::new(name, netdev, seed),
+        }
+        .map_err(|_: DeviceError| LinkError::Device)?;
+        self.links.push((ifname.to_string(), Box::new(port)));
         let last = self.links.len() - 1;
         Ok(&mut self.links[last].1)
     }
@@ -191,7 +206,7 @@ impl<N: NetDev> Links<N> {
         self.links
             .iter_mut()
             .find(|(_, p)| p.name() == name)
-            .map(|(_, p)| p)
+            .map(|(_, p)| &mut **p)
     }
 
     /// The port on the network device the host calls `ifname`.
@@ -199,7 +214,7 @@ impl<N: NetDev> Links<N> {
         self.links
             .iter_mut()
             .find(|(i, _)| i == ifname)
-            .map(|(_, p)| p)
+            .map(|(_, p)| &mut **p)
     }
 
     /// `(port, interface)` names, in the order they were added.

@@ -100,6 +100,14 @@ impl<N: NetDev> Port<N> {
     /// A port named `name` on `netdev`. Its GID is the netdev's first address (IPv4 first), its
     /// active MTU the largest IB MTU that fits the netdev's (`rxe_set_mtu`).
     pub fn new(name: &str, netdev: N, seed: u64) -> Result<Port<N>, DeviceError> {
+        let any = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
+        Port::with_config(name, netdev, DeviceConfig::new(any, seed))
+    }
+
+    /// A port whose device core has the settings `cfg` (limits, UDP source port, IPv4
+    /// Identification, seed), except what comes from the netdev: the GID (its first address,
+    /// IPv4 first), the active MTU and the CA GUID (the MAC's EUI-64, as Linux).
+    pub fn with_config(name: &str, netdev: N, cfg: DeviceConfig) -> Result<Port<N>, DeviceError> {
         let addrs = netdev.addresses();
         let gid = addrs
             .iter()
@@ -107,8 +115,14 @@ impl<N: NetDev> Port<N> {
             .or(addrs.first())
             .copied()
             .ok_or(DeviceError::NoResources)?;
-        let mut cfg = DeviceConfig::new(gid, seed);
-        cfg.port_mtu = Mtu::for_netdev_mtu(netdev.mtu());
+        let m = netdev.mac().0;
+        let eui64 = [m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]];
+        let cfg = DeviceConfig {
+            gid,
+            port_mtu: Mtu::for_netdev_mtu(netdev.mtu()),
+            ca_guid: u64::from_be_bytes(eui64),
+            ..cfg
+        };
         let core = Device::new(cfg)?;
         let frame = vec![0u8; ETH + core.max_packet_len()];
         Ok(Port {

@@ -145,6 +145,11 @@ impl Device {
         Ok(CqId(id))
     }
 
+    /// Whether completion queue `cq` exists.
+    pub fn cq_exists(&self, cq: CqId) -> bool {
+        self.cqs.contains_key(&cq.0)
+    }
+
     /// Destroys a completion queue (`ibv_destroy_cq`); refused while a QP uses it. Completions
     /// still in it are dropped.
     pub fn destroy_cq(&mut self, cq: CqId) -> Result<(), DeviceError> {
