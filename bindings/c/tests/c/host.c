@@ -112,6 +112,10 @@ struct nic {
     ring inbox;         /* frames arrived from the peer, not yet given to the device */
     nic *peer;
     uint64_t *now;
+    /* re-entrancy probe: the next transmit calls into the library, which must refuse */
+    rxe_device *probe_dev;
+    rxe_host *probe_host;
+    int probe_dev_rc, probe_host_rc;
     /* frame capture (the --frame mode): the first frame with this BTH opcode */
     int capture_opcode;
     uint8_t captured[2048];
@@ -120,6 +124,12 @@ struct nic {
 
 static int nic_transmit(void *ctx, const uint8_t *data, size_t len) {
     nic *n = (nic *)ctx;
+    if (n->probe_dev) {
+        rxe_counters c;
+        n->probe_dev_rc = rxe_device_counters(n->probe_dev, &c);
+        n->probe_host_rc = rxe_netdev_set_link(n->probe_host, "eth0", 1);
+        n->probe_dev = NULL;
+    }
     if (n->txq.count >= n->qcap) {
         n->refused++;
         return RXE_TX_QUEUE_FULL;
@@ -388,6 +398,8 @@ static void test_rc(void) {
     rxe_send_wr wr = send_wr(1, RXE_WR_SEND_WITH_IMM, &ss);
     wr.imm_data = 0xdeadbeef;
     MUST(da, rxe_post_send(da, a.qp, &wr));
+    w.s[0].net.probe_dev = da;
+    w.s[0].net.probe_host = w.s[0].host;
     rxe_wc wc;
     CHECK(wait_wc(&w, 1, b.cq, &wc, SECOND), "receive completion");
     CHECK(wc.wr_id == 77 && wc.status == 0 && wc.opcode == 128 && wc.byte_len == 4000,
@@ -397,6 +409,9 @@ static void test_rc(void) {
           wc.imm_data, wc.wc_flags);
     CHECK(wc.src_qp == a.qp.qp_num && wc.qp_num == b.qp.qp_num, "qp numbers in the wc");
     CHECK(memcmp(a.buf, b.buf, 4000) == 0, "SEND data arrived");
+    CHECK(w.s[0].net.probe_dev_rc == RXE_ERR_REENTRANT && w.s[0].net.probe_host_rc == RXE_ERR_REENTRANT,
+          "calls from a callback are refused: %d %d", w.s[0].net.probe_dev_rc,
+          w.s[0].net.probe_host_rc);
     CHECK(wait_wc(&w, 0, a.cq, &wc, SECOND) && wc.wr_id == 1 && wc.status == 0 && wc.opcode == 0,
           "send completion");
 
