@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes rxe-wire and rxe-transport: seeds the corpus from the test captures, then runs the
-# wire_parse target for SECONDS (default 60), icrc, cm and cm_state for SECONDS/4 and transport
+# Fuzzes rxe-wire, rxe-transport and rxe-kernel's receive path: seeds the corpus from the test captures, then runs the
+# wire_parse target for SECONDS (default 60), icrc, cm, cm_state and kernel_port for SECONDS/4 and transport
 # for SECONDS/2 (each at least 10). Exits non-zero if any
 # fuzzer fails (a crash input is then in fuzz/artifacts/<target>/).
 #
@@ -38,6 +38,7 @@ run icrc "$icrc_secs"
 run transport "$transport_secs"
 run cm "$icrc_secs"
 run cm_state "$icrc_secs"
+run kernel_port "$icrc_secs"
 
 if [ "$status" -ne 0 ]; then
     echo "fuzz: FAILED: a fuzzer found a crash or did not run" >&2

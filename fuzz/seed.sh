@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Writes every frame of every ../rxe-wire/tests/data/*.pcap as one seed file in
 # corpus/wire_parse/ (named <capture>-<frame number>), for `cargo fuzz run wire_parse`, and every
-# CM MAD among them in corpus/cm/ for `cargo fuzz run cm`.
+# CM MAD among them in corpus/cm/ for `cargo fuzz run cm`, and runs of frames in
+# corpus/kernel_port/ (each with a length and a mode byte) for `cargo fuzz run kernel_port`.
 # Also seeds corpus/wire_parse/ with the IP packet and the UDP payload of the first frames, so the
 # RoceV2Repr and RoceRepr entry points start from valid input as well.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 out=corpus/wire_parse
-mkdir -p "$out" corpus/cm
-python3 - ../rxe-wire/tests/data "$out" corpus/cm <<'PY'
+mkdir -p "$out" corpus/cm corpus/kernel_port
+python3 - ../rxe-wire/tests/data "$out" corpus/cm corpus/kernel_port <<'PY'
 import glob, os, struct, sys
 
-data_dir, out, cm_out = sys.argv[1], sys.argv[2], sys.argv[3]
+data_dir, out, cm_out, kp_out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 cm = 0
 files = sorted(glob.glob(os.path.join(data_dir, "*.pcap")))
 if not files:
@@ -44,6 +45,13 @@ for path in files:
         n += 1
         with open(os.path.join(out, f"{name}-{n:04d}"), "wb") as s:
             s.write(frame)
+        # kernel_port: runs of up to 8 frames (2-byte length, mode 3: aimed at the port, ICRC
+        # fixed), one seed per run.
+        if n % 8 == 1:
+            run_file = open(os.path.join(kp_out, f"{name}-{n:04d}"), "wb")
+        run_file.write(struct.pack("<H", len(frame)) + b"\x03" + frame)
+        if n % 8 == 0:
+            run_file.close()
         # CM MADs (IPv4, UD SEND_ONLY to QP1) seed the cm target.
         if frame[12:14] == b"\x08\x00" and len(frame) >= 42 + 20 + 256:
             bth = frame[42:54]
@@ -65,6 +73,8 @@ for path in files:
                     s.write(ip)
                 with open(os.path.join(out, f"{name}-{n:04d}-udp"), "wb") as s:
                     s.write(ip[ip_len + 8 :])
+    if n % 8 != 0:
+        run_file.close()
     total += n
 print(f"seed.sh: {total} frames from {len(files)} captures in fuzz/{out}/, {cm} CM MADs in fuzz/{cm_out}/")
 PY
