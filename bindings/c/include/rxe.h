@@ -33,8 +33,31 @@
 // An SRQ fell below its armed limit (`IBV_EVENT_SRQ_LIMIT_REACHED`); `element` is its handle.
 #define RXE_EVENT_SRQ_LIMIT_REACHED 2
 
-// A connection-manager event (connections made through QP1; not driven by this API).
-#define RXE_EVENT_CM 3
+// Passive side: a connection request for a port we listen on (`RDMA_CM_EVENT_CONNECT_REQUEST`);
+// `element` is the connection, `src`/`src_port`/`port`/`remote_qpn`/`responder_resources`/
+// `initiator_depth`/`private_data` describe it. Answer with `rxe_cm_accept` or
+// `rxe_cm_reject`.
+#define RXE_EVENT_CM_CONNECT_REQUEST 3
+
+// Active side: the peer accepted (its REP arrived; our QP is in RTS and the RTU sent);
+// `remote_qpn` and `private_data` are the peer's.
+#define RXE_EVENT_CM_CONNECT_REPLY 4
+
+// The connection is established (`RDMA_CM_EVENT_ESTABLISHED`): the QP is in RTS.
+#define RXE_EVENT_CM_ESTABLISHED 5
+
+// The peer refused (`RDMA_CM_EVENT_REJECTED`); `reason` is the IBTA REJ reason (8: nobody
+// listens, 28: the application rejected).
+#define RXE_EVENT_CM_REJECTED 6
+
+// The peer never answered (`RDMA_CM_EVENT_UNREACHABLE`).
+#define RXE_EVENT_CM_UNREACHABLE 7
+
+// The connection is down (`RDMA_CM_EVENT_DISCONNECTED`); its QP is in ERR.
+#define RXE_EVENT_CM_DISCONNECTED 8
+
+// The connection's timewait ended (`RDMA_CM_EVENT_TIMEWAIT_EXIT`); its number may be reused.
+#define RXE_EVENT_CM_TIMEWAIT_EXIT 9
 
 // Success.
 #define RXE_OK 0
@@ -263,6 +286,19 @@ typedef struct rxe_device rxe_device;
 // with [`rxe_host_free`].
 typedef struct rxe_host rxe_host;
 
+// A queue pair.
+typedef struct {
+  // Its QP number (24 bits; the first is 0x11, as Linux rxe).
+  uint32_t qp_num;
+} rxe_qp;
+
+// A GID: an IPv6 address, or an IPv4 one mapped into `::ffff:0:0/96` (RoCEv2), in network
+// byte order (`union ibv_gid`).
+typedef struct {
+  // The 16 bytes.
+  uint8_t raw[16];
+} rxe_gid;
+
 // The device's limits (`ibv_query_device`).
 typedef struct {
   // Node GUID (the MAC's EUI-64).
@@ -304,13 +340,6 @@ typedef struct {
   // Entries in the GID table.
   int gid_tbl_len;
 } rxe_port_attr;
-
-// A GID: an IPv6 address, or an IPv4 one mapped into `::ffff:0:0/96` (RoCEv2), in network
-// byte order (`union ibv_gid`).
-typedef struct {
-  // The 16 bytes.
-  uint8_t raw[16];
-} rxe_gid;
 
 // The device's counters: the transport's (Linux rxe's `hw_counters` names), the device core's
 // drops, and the port's receive drops and transmit figures.
@@ -377,12 +406,30 @@ typedef struct {
   uint64_t tx_in_flight;
 } rxe_counters;
 
-// An asynchronous event (`ibv_async_event`).
+// An asynchronous event (`ibv_async_event`, and `rdma_cm_event` for the CM ones).
 typedef struct {
   // An `RXE_EVENT_*`.
   int event_type;
-  // The QP number or SRQ handle it is about.
+  // The QP number, SRQ handle or connection it is about.
   uint32_t element;
+  // CM: the peer's address (connection requests).
+  rxe_gid src;
+  // CM: the peer's rdma_cm port (connection requests).
+  uint16_t src_port;
+  // CM: our port it connected to (connection requests).
+  uint16_t port;
+  // CM: the peer's QP (connection requests and replies).
+  uint32_t remote_qpn;
+  // CM: READ/atomic requests the peer accepts at once (connection requests).
+  uint8_t responder_resources;
+  // CM: READ/atomic requests the peer issues at once (connection requests).
+  uint8_t initiator_depth;
+  // CM: the REJ reason (rejections).
+  uint16_t reason;
+  // CM: bytes of `private_data` that are valid.
+  uint32_t private_data_len;
+  // CM: the peer's private data (after rdma_cm's header).
+  uint8_t private_data[224];
 } rxe_async_event;
 
 // Settings of the devices links make from now on ([`rxe_host_set_link_config`]). Start from
@@ -531,12 +578,6 @@ typedef struct {
   rxe_srq srq;
 } rxe_qp_init_attr;
 
-// A queue pair.
-typedef struct {
-  // Its QP number (24 bits; the first is 0x11, as Linux rxe).
-  uint32_t qp_num;
-} rxe_qp;
-
 // QP attributes for [`rxe_modify_qp`] (`ibv_qp_attr`); the mask says which are set.
 typedef struct {
   // The state to move to (`RXE_QPS_*`).
@@ -643,6 +684,42 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Listens for connections on rdma_cm port `port` (rping's is 7174, iSER's 3260).
+//
+// # Safety
+// `d` is a live device.
+int rxe_cm_listen(rxe_device *d, uint16_t port);
+
+// Connects RC QP `qp` (in RESET) to `dst` port `dst_port` (`rdma_connect`), from our rdma_cm
+// port `src_port`; `*conn` gets the connection. The QP moves to INIT now and to RTR and RTS
+// when the peer accepts (`RXE_EVENT_CM_CONNECT_REPLY`, then `RXE_EVENT_CM_ESTABLISHED`).
+// Private data: at most 56 bytes (rdma_cm's REQ room).
+//
+// # Safety
+// `d` is a live device; `dst` readable; `private_data` readable for `len` bytes; `conn`
+// writable.
+int rxe_cm_connect(rxe_device *d, uint64_t now_ns, rxe_qp qp, const rxe_gid *dst, uint16_t dst_port, uint16_t src_port, uint8_t responder_resources, uint8_t initiator_depth, const void *private_data, size_t len, uint32_t *conn);
+
+// Accepts connection request `conn` with RC QP `qp` (in RESET) (`rdma_accept`): the QP moves
+// to INIT and RTR now, to RTS when the peer's RTU arrives (`RXE_EVENT_CM_ESTABLISHED`).
+//
+// # Safety
+// `d` is a live device; `private_data` readable for `len` bytes.
+int rxe_cm_accept(rxe_device *d, uint64_t now_ns, uint32_t conn, rxe_qp qp, uint8_t responder_resources, uint8_t initiator_depth, const void *private_data, size_t len);
+
+// Rejects connection request `conn` (`rdma_reject`: the peer sees REJ reason 28).
+//
+// # Safety
+// `d` is a live device; `private_data` readable for `len` bytes.
+int rxe_cm_reject(rxe_device *d, uint64_t now_ns, uint32_t conn, const void *private_data, size_t len);
+
+// Disconnects `conn` (`rdma_disconnect`); its QP moves to ERR when `RXE_EVENT_CM_DISCONNECTED`
+// comes.
+//
+// # Safety
+// `d` is a live device.
+int rxe_cm_disconnect(rxe_device *d, uint64_t now_ns, uint32_t conn);
 
 // What the last refused call on this device was refused for, as a NUL-terminated string valid
 // until the next refused call; "" if none.

@@ -6,6 +6,7 @@ use std::ffi::CString;
 use core::ffi::{c_char, c_int};
 
 use rxe_kernel::port::{Port, PortState};
+use rxe_transport::cm::CmEvent;
 use rxe_transport::device::DeviceEvent;
 use rxe_transport::Instant;
 
@@ -371,17 +372,137 @@ pub unsafe extern "C" fn rxe_device_counters(d: *mut rxe_device, c: *mut rxe_cou
 pub const RXE_EVENT_QP_FATAL: c_int = 1;
 /// An SRQ fell below its armed limit (`IBV_EVENT_SRQ_LIMIT_REACHED`); `element` is its handle.
 pub const RXE_EVENT_SRQ_LIMIT_REACHED: c_int = 2;
-/// A connection-manager event (connections made through QP1; not driven by this API).
-pub const RXE_EVENT_CM: c_int = 3;
+/// Passive side: a connection request for a port we listen on (`RDMA_CM_EVENT_CONNECT_REQUEST`);
+/// `element` is the connection, `src`/`src_port`/`port`/`remote_qpn`/`responder_resources`/
+/// `initiator_depth`/`private_data` describe it. Answer with `rxe_cm_accept` or
+/// `rxe_cm_reject`.
+pub const RXE_EVENT_CM_CONNECT_REQUEST: c_int = 3;
+/// Active side: the peer accepted (its REP arrived; our QP is in RTS and the RTU sent);
+/// `remote_qpn` and `private_data` are the peer's.
+pub const RXE_EVENT_CM_CONNECT_REPLY: c_int = 4;
+/// The connection is established (`RDMA_CM_EVENT_ESTABLISHED`): the QP is in RTS.
+pub const RXE_EVENT_CM_ESTABLISHED: c_int = 5;
+/// The peer refused (`RDMA_CM_EVENT_REJECTED`); `reason` is the IBTA REJ reason (8: nobody
+/// listens, 28: the application rejected).
+pub const RXE_EVENT_CM_REJECTED: c_int = 6;
+/// The peer never answered (`RDMA_CM_EVENT_UNREACHABLE`).
+pub const RXE_EVENT_CM_UNREACHABLE: c_int = 7;
+/// The connection is down (`RDMA_CM_EVENT_DISCONNECTED`); its QP is in ERR.
+pub const RXE_EVENT_CM_DISCONNECTED: c_int = 8;
+/// The connection's timewait ended (`RDMA_CM_EVENT_TIMEWAIT_EXIT`); its number may be reused.
+pub const RXE_EVENT_CM_TIMEWAIT_EXIT: c_int = 9;
 
-/// An asynchronous event (`ibv_async_event`).
+/// An asynchronous event (`ibv_async_event`, and `rdma_cm_event` for the CM ones).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct rxe_async_event {
     /// An `RXE_EVENT_*`.
     pub event_type: c_int,
-    /// The QP number or SRQ handle it is about.
+    /// The QP number, SRQ handle or connection it is about.
     pub element: u32,
+    /// CM: the peer's address (connection requests).
+    pub src: rxe_gid,
+    /// CM: the peer's rdma_cm port (connection requests).
+    pub src_port: u16,
+    /// CM: our port it connected to (connection requests).
+    pub port: u16,
+    /// CM: the peer's QP (connection requests and replies).
+    pub remote_qpn: u32,
+    /// CM: READ/atomic requests the peer accepts at once (connection requests).
+    pub responder_resources: u8,
+    /// CM: READ/atomic requests the peer issues at once (connection requests).
+    pub initiator_depth: u8,
+    /// CM: the REJ reason (rejections).
+    pub reason: u16,
+    /// CM: bytes of `private_data` that are valid.
+    pub private_data_len: u32,
+    /// CM: the peer's private data (after rdma_cm's header).
+    pub private_data: [u8; 224],
+}
+
+impl Default for rxe_async_event {
+    fn default() -> rxe_async_event {
+        rxe_async_event {
+            event_type: 0,
+            element: 0,
+            src: rxe_gid::default(),
+            src_port: 0,
+            port: 0,
+            remote_qpn: 0,
+            responder_resources: 0,
+            initiator_depth: 0,
+            reason: 0,
+            private_data_len: 0,
+            private_data: [0; 224],
+        }
+    }
+}
+
+fn cm_event(e: &CmEvent) -> rxe_async_event {
+    let mut v = rxe_async_event::default();
+    let pdata = |v: &mut rxe_async_event, p: &[u8]| {
+        v.private_data[..p.len()].copy_from_slice(p);
+        v.private_data_len = p.len() as u32;
+    };
+    match e {
+        CmEvent::ConnectRequest {
+            id,
+            src,
+            src_port,
+            port,
+            remote_qpn,
+            responder_resources,
+            initiator_depth,
+            private_data,
+        } => {
+            v.event_type = RXE_EVENT_CM_CONNECT_REQUEST;
+            v.element = id.0;
+            v.src = rxe_gid::from_ip(*src);
+            v.src_port = *src_port;
+            v.port = *port;
+            v.remote_qpn = remote_qpn.value();
+            v.responder_resources = *responder_resources;
+            v.initiator_depth = *initiator_depth;
+            pdata(&mut v, private_data);
+        }
+        CmEvent::ConnectReply {
+            id,
+            remote_qpn,
+            private_data,
+        } => {
+            v.event_type = RXE_EVENT_CM_CONNECT_REPLY;
+            v.element = id.0;
+            v.remote_qpn = remote_qpn.value();
+            pdata(&mut v, private_data);
+        }
+        CmEvent::Established { id } => {
+            v.event_type = RXE_EVENT_CM_ESTABLISHED;
+            v.element = id.0;
+        }
+        CmEvent::Rejected {
+            id,
+            reason,
+            private_data,
+        } => {
+            v.event_type = RXE_EVENT_CM_REJECTED;
+            v.element = id.0;
+            v.reason = reason.0;
+            pdata(&mut v, private_data);
+        }
+        CmEvent::Unreachable { id } => {
+            v.event_type = RXE_EVENT_CM_UNREACHABLE;
+            v.element = id.0;
+        }
+        CmEvent::Disconnected { id } => {
+            v.event_type = RXE_EVENT_CM_DISCONNECTED;
+            v.element = id.0;
+        }
+        CmEvent::TimewaitExit { id } => {
+            v.event_type = RXE_EVENT_CM_TIMEWAIT_EXIT;
+            v.element = id.0;
+        }
+    }
+    v
 }
 
 /// Takes the oldest asynchronous event: returns 1 and fills `ev`, or 0 if there is none.
@@ -394,6 +515,9 @@ pub unsafe extern "C" fn rxe_device_get_event(
     ev: *mut rxe_async_event,
 ) -> c_int {
     with_dev(d, |p| {
+        if ev.is_null() {
+            return Err((RXE_ERR_INVAL, "ev is NULL".into()));
+        }
         let Some(e) = p.core().poll_event() else {
             return Ok(0);
         };
@@ -401,15 +525,14 @@ pub unsafe extern "C" fn rxe_device_get_event(
             DeviceEvent::QpFatal(q) => rxe_async_event {
                 event_type: RXE_EVENT_QP_FATAL,
                 element: q.value(),
+                ..rxe_async_event::default()
             },
             DeviceEvent::SrqLimitReached(s) => rxe_async_event {
                 event_type: RXE_EVENT_SRQ_LIMIT_REACHED,
                 element: s.0,
+                ..rxe_async_event::default()
             },
-            DeviceEvent::Cm(_) => rxe_async_event {
-                event_type: RXE_EVENT_CM,
-                element: 0,
-            },
+            DeviceEvent::Cm(c) => cm_event(&c),
         };
         put(ev, v, "ev")?;
         Ok(1)

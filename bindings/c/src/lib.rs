@@ -16,7 +16,8 @@
 //! - A **device** ([`rxe_device_get`]) takes received frames ([`rxe_device_rx`]) and time
 //!   ([`rxe_device_poll`], which sends what is ready and says when to call again), and has the
 //!   verbs: PD, MR over the caller's memory, CQ, QP, SRQ, AH, modify QP, post send/receive,
-//!   poll CQ.
+//!   poll CQ; and connections the rdma_cm way ([`rxe_cm_listen`], [`rxe_cm_connect`],
+//!   [`rxe_cm_accept`], events from [`rxe_device_get_event`]), which Linux's rping talks to.
 //!
 //! ## Handles, errors, ownership and threads
 //! - The host and devices are opaque pointers. A device pointer stays valid until its link is
@@ -40,12 +41,14 @@
 #![allow(non_camel_case_types)]
 
 mod caller_memory;
+pub mod cm;
 pub mod device;
 pub mod error;
 pub mod host;
 pub mod netdev;
 pub mod verbs;
 
+pub use cm::*;
 pub use device::*;
 pub use error::*;
 pub use host::*;

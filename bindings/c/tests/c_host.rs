@@ -295,93 +295,123 @@ fn c_host_write_frame_is_byte_identical_to_rxe_user() {
     print!("{c_line}");
 }
 
-/// `examples/rc_pingpong.c`, ibv_rc_pingpong on the C API over AF_PACKET, in a network namespace
-/// this test makes (a veth pair, one end per process, no IP addresses on them; the TCP exchange
-/// over the namespace's loopback): 200 ping-pongs of 4096 bytes both ways, counters clean.
-/// Against Linux rdma_rxe it runs in tests/interop/run. Running it needs root (namespaces,
-/// CAP_NET_RAW); without root only the compilation is checked.
-#[test]
-fn rc_pingpong_over_af_packet_in_a_namespace() {
-    let dir = out_dir("rc_pingpong");
-    let exe = dir.join("rc_pingpong");
-    compile(
-        "cc",
-        &["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
-        &crate_dir().join("examples/rc_pingpong.c"),
-        &exe,
-    );
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
-        eprintln!("rc_pingpong_over_af_packet_in_a_namespace: not root: compiled only");
-        return;
+/// A network namespace for one test, with a veth pair vA <-> vB up (no IP addresses: the C hosts
+/// own 10.99.0.1 on vA and 10.99.0.2 on vB) and loopback up; deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let ns = Netns(format!("rxe-capi-{tag}-{}", std::process::id()));
+        ns.ip(&["netns", "add", &ns.0]);
+        ns.ip(&[
+            "-n", &ns.0, "link", "add", "vA", "type", "veth", "peer", "name", "vB",
+        ]);
+        for dev in ["vA", "vB", "lo"] {
+            ns.ip(&["-n", &ns.0, "link", "set", dev, "up"]);
+        }
+        ns
     }
-    let ns = format!("rxe-capi-{}", std::process::id());
-    let ip = |args: &[&str]| {
+    fn ip(&self, args: &[&str]) {
         let o = Command::new("ip").args(args).output().expect("ip(8)");
         assert!(
             o.status.success(),
             "ip {args:?}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-    };
-    ip(&["netns", "add", &ns]);
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+    /// Runs `exe args` in the namespace (at most 60 s).
+    fn command(&self, exe: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, "timeout", "60"])
+            .arg(exe)
+            .args(args);
+        c
+    }
+    /// Starts `server`, then runs `client` until it gets past connecting; both must succeed.
+    /// Returns (server's output, client's output), stdout and stderr together.
+    fn pair(&self, exe: &Path, server: &[&str], client: &[&str]) -> (String, String) {
+        let srv = self
+            .command(exe, server)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("server");
+        let mut client_out = String::new();
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let o = self.command(exe, client).output().expect("client");
+            client_out = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            if !client_out.contains("couldn't connect") {
+                assert!(o.status.success(), "client: {client_out}");
+                break;
+            }
         }
-    }
-    let _cleanup = Cleanup(ns.clone());
-    ip(&[
-        "-n", &ns, "link", "add", "vA", "type", "veth", "peer", "name", "vB",
-    ]);
-    for dev in ["vA", "vB", "lo"] {
-        ip(&["-n", &ns, "link", "set", dev, "up"]);
-    }
-    let exe_s = exe.to_str().expect("utf8 path");
-    let server = Command::new("ip")
-        .args(["netns", "exec", &ns, "timeout", "60", exe_s])
-        .args(["-i", "vA", "-a", "10.99.0.1", "-n", "200", "-t", "20"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("server");
-    let mut client_out = String::new();
-    for _ in 0..50 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let o = Command::new("ip")
-            .args(["netns", "exec", &ns, "timeout", "60", exe_s])
-            .args([
-                "-i",
-                "vB",
-                "-a",
-                "10.99.0.2",
-                "-n",
-                "200",
-                "-t",
-                "20",
-                "127.0.0.1",
-            ])
-            .output()
-            .expect("client");
-        client_out = format!(
+        let s = srv.wait_with_output().expect("server output");
+        let server_out = format!(
             "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+            String::from_utf8_lossy(&s.stdout),
+            String::from_utf8_lossy(&s.stderr)
         );
-        if !client_out.contains("couldn't connect") {
-            assert!(o.status.success(), "client: {client_out}");
-            break;
-        }
+        assert!(s.status.success(), "server: {server_out}");
+        (server_out, client_out)
     }
-    let s = server.wait_with_output().expect("server output");
-    let server_out = String::from_utf8_lossy(&s.stdout).into_owned();
-    assert!(
-        s.status.success(),
-        "server: {server_out}{}",
-        String::from_utf8_lossy(&s.stderr)
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Compiles one of `examples/*.c` (with packet_nic.h) as gnu11, warnings as errors.
+fn example(name: &str) -> PathBuf {
+    let exe = out_dir("examples").join(name);
+    compile(
+        "cc",
+        &["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
+        &crate_dir().join(format!("examples/{name}.c")),
+        &exe,
     );
-    for (out, peer) in [(&client_out, "10.99.0.1"), (&server_out, "10.99.0.2")] {
+    exe
+}
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+/// `examples/rc_pingpong.c` (ibv_rc_pingpong on the C API over AF_PACKET) against itself in a
+/// namespace this test makes, the TCP exchange over the namespace's loopback: 200 ping-pongs of
+/// 4096 bytes, counters clean. Against Linux it runs in tests/interop/run. Running needs root
+/// (namespaces, CAP_NET_RAW); without root only the compilation is checked.
+#[test]
+fn rc_pingpong_over_af_packet_in_a_namespace() {
+    let exe = example("rc_pingpong");
+    if !root() {
+        eprintln!("rc_pingpong_over_af_packet_in_a_namespace: not root: compiled only");
+        return;
+    }
+    let ns = Netns::new("pp");
+    let (server, client) = ns.pair(
+        &exe,
+        &["-i", "vA", "-a", "10.99.0.1", "-n", "200", "-t", "20"],
+        &[
+            "-i",
+            "vB",
+            "-a",
+            "10.99.0.2",
+            "-n",
+            "200",
+            "-t",
+            "20",
+            "127.0.0.1",
+        ],
+    );
+    for (out, peer) in [(&client, "10.99.0.1"), (&server, "10.99.0.2")] {
         assert!(out.contains("200 iters in"), "{out}");
         assert!(
             out.contains("remote address: LID 0x0000, QPN 0x000011"),
@@ -393,7 +423,69 @@ fn rc_pingpong_over_af_packet_in_a_namespace() {
             "{out}"
         );
     }
-    print!("{client_out}");
+    print!("{client}");
+}
+
+/// `examples/rping.c` (rping on the C API: rdma_cm through QP1, then READ/WRITE pings) against
+/// itself in a namespace: 20 pings of 100 bytes, each checked (-V) and printed by both sides.
+#[test]
+fn rping_over_af_packet_in_a_namespace() {
+    let exe = example("rping");
+    if !root() {
+        eprintln!("rping_over_af_packet_in_a_namespace: not root: compiled only");
+        return;
+    }
+    let ns = Netns::new("rp");
+    let (server, client) = ns.pair(
+        &exe,
+        &[
+            "-s",
+            "-i",
+            "vA",
+            "-a",
+            "10.99.0.1",
+            "-v",
+            "-S",
+            "100",
+            "-t",
+            "20",
+        ],
+        &[
+            "-c",
+            "-i",
+            "vB",
+            "-I",
+            "10.99.0.2",
+            "-a",
+            "10.99.0.1",
+            "-C",
+            "20",
+            "-v",
+            "-V",
+            "-S",
+            "100",
+            "-t",
+            "20",
+        ],
+    );
+    assert_eq!(
+        client.matches("ping data: rdma-ping-").count(),
+        20,
+        "{client}"
+    );
+    assert!(client.contains("ping data: rdma-ping-19: "), "{client}");
+    assert_eq!(
+        server.matches("server ping data: rdma-ping-").count(),
+        20,
+        "{server}"
+    );
+    assert!(
+        server.contains("server DISCONNECT EVENT... (20 pings)"),
+        "{server}"
+    );
+    for out in [&client, &server] {
+        assert!(out.contains("rcvd_seq_err 0 retry_exceeded_err 0"), "{out}");
+    }
 }
 
 extern "C" {

@@ -888,11 +888,12 @@ impl Device {
                 progress = true;
                 match &ev {
                     CmEvent::ConnectReply { id, .. } => {
+                        // Reported too (the REP's private data is the application's), after
+                        // the QP has reached RTS and the RTU is on its way.
                         if let Some(&qpn) = self.conn_qp.get(&id.0) {
                             self.move_qp(*id, qpn, &[QpState::Rtr, QpState::Rts]);
                             let _ = self.cm.rtu(*id);
                         }
-                        continue;
                     }
                     CmEvent::Established { id } => {
                         if let Some(&qpn) = self.conn_qp.get(&id.0) {

@@ -4,7 +4,7 @@
  * Soft-RoCE link on each (one with "rdma link add", one with the "add" module parameter),
  * connects RC QPs and checks SEND, RDMA WRITE, RDMA READ and both atomics with the data in
  * memory; a UD datagram through an address handle into an SRQ; error completions and refused
- * calls; then the transmission-control scenarios (none / watermark / bandwidth) against a
+ * calls; connections the rdma_cm way (listen, connect, accept, disconnect, reject); then the transmission-control scenarios (none / watermark / bandwidth) against a
  * 16-frame NIC queue.
  *
  *   host               run everything; exit 0 only if every check passed
@@ -783,6 +783,100 @@ static void test_tx_control(void) {
     }
 }
 
+
+/* Waits for an event of `type` on side `i` (other events are skipped); 1 if it came. */
+static int wait_event(world *w, int i, int type, rxe_async_event *ev) {
+    for (int round = 0; round < 2000; round++) {
+        int got;
+        while ((got = rxe_device_get_event(w->s[i].dev, ev)) == 1)
+            if (ev->event_type == type) return 1;
+        MUST(w->s[i].dev, got);
+        if (run(w, 1000000) == 0) {
+            /* idle: step to the next CM timer, if any */
+            uint64_t d;
+            if (rxe_device_poll(w->s[i].dev, w->now, &d) == 1 && d > w->now) w->now = d;
+            else if (rxe_device_poll(w->s[1 - i].dev, w->now, &d) == 1 && d > w->now) w->now = d;
+        }
+    }
+    return 0;
+}
+
+/* Connections the rdma_cm way: listen, connect with private data, accept, a SEND over it,
+ * disconnect; and a connection to a port nobody listens on is rejected. */
+static void test_cm(void) {
+    world w;
+    world_init(&w, 64, NULL);
+    rxe_device *da = w.s[0].dev, *db = w.s[1].dev;
+    endpoint a, b;
+    endpoint_init(da, &a, 8192);
+    endpoint_init(db, &b, 8192);
+    MUST(db, rxe_cm_listen(db, 7174));
+    CHECK(rxe_cm_listen(db, 7174) < 0, "listening twice on a port is refused");
+    rxe_gid dst;
+    gid_v4(dst.raw, 127, 0, 0, 52);
+    uint32_t conn = 0, sconn = 0;
+    const char hello[] = "hello from the active side";
+    MUST(da, rxe_cm_connect(da, w.now, a.qp, &dst, 7174, 40001, 1, 1, hello, sizeof hello, &conn));
+    rxe_async_event ev;
+    CHECK(wait_event(&w, 1, RXE_EVENT_CM_CONNECT_REQUEST, &ev), "connect request");
+    CHECK(ev.port == 7174 && ev.src_port == 40001 && ev.remote_qpn == a.qp.qp_num &&
+              ev.src.raw[15] == 51 && ev.private_data_len >= sizeof hello &&
+              memcmp(ev.private_data, hello, sizeof hello) == 0,
+          "request: port %u from %u, qpn %#x, %u bytes of private data", ev.port, ev.src_port,
+          ev.remote_qpn, ev.private_data_len);
+    sconn = ev.element;
+    const char welcome[] = "welcome";
+    MUST(db, rxe_cm_accept(db, w.now, sconn, b.qp, 1, 1, welcome, sizeof welcome));
+    int got_reply = wait_event(&w, 0, RXE_EVENT_CM_CONNECT_REPLY, &ev);
+    CHECK(got_reply && ev.element == conn &&
+              ev.remote_qpn == b.qp.qp_num && memcmp(ev.private_data, welcome, sizeof welcome) == 0,
+          "connect reply with the passive side's private data");
+    CHECK(wait_event(&w, 1, RXE_EVENT_CM_ESTABLISHED, &ev) && ev.element == sconn, "established");
+    int st = -1;
+    MUST(da, rxe_query_qp_state(da, a.qp, &st));
+    CHECK(st == RXE_QPS_RTS, "active QP in RTS: %d", st);
+    MUST(db, rxe_query_qp_state(db, b.qp, &st));
+    CHECK(st == RXE_QPS_RTS, "passive QP in RTS: %d", st);
+    /* A SEND over the connection. */
+    rxe_sge rs = {(uint64_t)(uintptr_t)b.buf, 4096, b.mr.lkey};
+    rxe_recv_wr rr;
+    rr.wr_id = 5;
+    rr.sg_list = &rs;
+    rr.num_sge = 1;
+    MUST(db, rxe_post_recv(db, b.qp, &rr));
+    fill(a.buf, 3000, 11);
+    rxe_sge ss = {(uint64_t)(uintptr_t)a.buf, 3000, a.mr.lkey};
+    rxe_send_wr wr = send_wr(6, RXE_WR_SEND, &ss);
+    MUST(da, rxe_post_send(da, a.qp, &wr));
+    rxe_wc wc;
+    CHECK(wait_wc(&w, 1, b.cq, &wc, SECOND) && wc.status == 0 && wc.byte_len == 3000 &&
+              memcmp(a.buf, b.buf, 3000) == 0,
+          "SEND over the CM connection");
+    /* Disconnect: both sides hear it, the QPs go to ERR. */
+    MUST(da, rxe_cm_disconnect(da, w.now, conn));
+    CHECK(wait_event(&w, 1, RXE_EVENT_CM_DISCONNECTED, &ev) && ev.element == sconn, "passive disconnected");
+    CHECK(wait_event(&w, 0, RXE_EVENT_CM_DISCONNECTED, &ev) && ev.element == conn, "active disconnected");
+    MUST(db, rxe_query_qp_state(db, b.qp, &st));
+    CHECK(st == RXE_QPS_ERR, "passive QP in ERR after the disconnect: %d", st);
+    /* Nobody listens on 7175: REJ reason 8 (invalid service ID), as Linux answers. */
+    rxe_qp q2;
+    rxe_qp_init_attr ia;
+    memset(&ia, 0, sizeof ia);
+    ia.qp_type = RXE_QPT_RC;
+    ia.pd = a.pd;
+    ia.send_cq = a.cq;
+    ia.recv_cq = a.cq;
+    MUST(da, rxe_create_qp(da, &ia, &q2));
+    MUST(da, rxe_cm_connect(da, w.now, q2, &dst, 7175, 40002, 1, 1, NULL, 0, &conn));
+    CHECK(wait_event(&w, 0, RXE_EVENT_CM_REJECTED, &ev) && ev.element == conn && ev.reason == 8,
+          "rejected: reason %u", ev.reason);
+    CHECK(rxe_cm_accept(da, w.now, 999, q2, 1, 1, NULL, 0) == RXE_ERR_INVAL, "accept of no request");
+    world_free(&w);
+    free(a.buf);
+    free(b.buf);
+    printf("cm: listen, connect with private data, accept, SEND, disconnect, reject (reason 8) checked\n");
+}
+
 /* --frame: the first RC WRITE frame, parameters from the command line. */
 static int write_frame(const char *path, uint32_t rkey, uint64_t va, uint32_t psn) {
     rxe_link_config cfg;
@@ -830,6 +924,7 @@ int main(int argc, char **argv) {
     test_link_lifecycle();
     test_rc();
     test_ud_srq();
+    test_cm();
     test_tx_control();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
