@@ -301,9 +301,11 @@ int main(int argc, char **argv) {
     }
     rxe_counters k;
     rxe_device_counters(r.dev, &k);
-    fprintf(stderr, "device: sent_pkts %llu rcvd_pkts %llu rcvd_seq_err %llu retry_exceeded_err %llu\n",
+    fflush(stdout);
+    printf("device: sent_pkts %llu rcvd_pkts %llu rcvd_seq_err %llu retry_exceeded_err %llu\n",
             (unsigned long long)k.sent_pkts, (unsigned long long)k.rcvd_pkts,
             (unsigned long long)k.rcvd_seq_err, (unsigned long long)k.retry_exceeded_err);
+    fflush(stdout);
     rxe_host_free(r.h);
     free(r.mem);
     close(r.n.fd);
