@@ -17,6 +17,18 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
 }
 
+/// From 10.0.0.1 to 10.0.0.2, hop limit 64.
+fn av_1_to_2() -> AddressVector {
+    AddressVector {
+        sgid: ip(1),
+        dgid: ip(2),
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        udp_sport: None,
+    }
+}
+
 fn device(last: u8, seed: u64) -> Device {
     Device::new(DeviceConfig::new(ip(last), seed)).expect("device")
 }
@@ -60,14 +72,7 @@ fn limits_are_reported_and_enforced() {
     assert_eq!(d.create_cq(0).err(), Some(DeviceError::InvalidLength));
     let srq = d.create_srq(p1).expect("srq");
     assert_eq!(d.create_srq(p1), Err(DeviceError::NoResources));
-    let av = AddressVector {
-        sgid: ip(1),
-        dgid: ip(2),
-        hop_limit: 64,
-        traffic_class: 0,
-        flow_label: 0,
-        udp_sport: None,
-    };
+    let av = av_1_to_2();
     let ah = d.create_ah(p2, av).expect("ah");
     assert_eq!(d.create_ah(p2, av), Err(DeviceError::NoResources));
     assert_eq!(d.ah(ah), Ok(av));
@@ -279,14 +284,7 @@ fn ud_send_through_an_address_handle() {
         .post_recv(qps[1].0, RecvWr::new(9, sge))
         .expect("recv");
     devs[0].mr_bytes_mut(keys[0]).expect("bytes")[..512].fill(0xc3);
-    let av = AddressVector {
-        sgid: ip(1),
-        dgid: ip(2),
-        hop_limit: 64,
-        traffic_class: 0,
-        flow_label: 0,
-        udp_sport: None,
-    };
+    let av = av_1_to_2();
     let ah = devs[0].create_ah(qps[0].1, av).expect("ah");
     let sge = Sge {
         addr: BUF,

@@ -3,7 +3,7 @@
 //! limits reported together as [`DeviceAttr`] (`ibv_query_device`).
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 
 use super::{Cq, CqId, Device, DeviceConfig, DeviceError, QP_DEPTH};
 use crate::memory::Pd;
@@ -63,6 +63,17 @@ pub struct DeviceAttr {
     pub node_guid: u64,
 }
 
+/// The first number from `cursor` on that is not 0 and not in `map` (wrapping); the cursor moves
+/// past it. The caller has checked the map is below its limit, so one is free.
+fn next_free<V>(cursor: &mut u32, map: &BTreeMap<u32, V>) -> u32 {
+    let mut n = *cursor;
+    while n == 0 || map.contains_key(&n) {
+        n = n.wrapping_add(1);
+    }
+    *cursor = n.wrapping_add(1);
+    n
+}
+
 impl Device {
     /// The device's limits.
     pub fn attr(&self) -> DeviceAttr {
@@ -96,12 +107,8 @@ impl Device {
         if self.pds.len() >= self.cfg.max_pd {
             return Err(DeviceError::NoResources);
         }
-        // Next free number from the cursor; 0 is QP1's.
-        let mut n = self.next_pd;
-        while n == 0 || self.pds.contains_key(&n) {
-            n = n.wrapping_add(1);
-        }
-        self.next_pd = n.wrapping_add(1);
+        // PD 0 is QP1's.
+        let n = next_free(&mut self.next_pd, &self.pds);
         self.pds.insert(n, ());
         Ok(Pd(n))
     }
@@ -129,11 +136,7 @@ impl Device {
         if self.cqs.len() >= self.cfg.max_cq {
             return Err(DeviceError::NoResources);
         }
-        let mut id = self.next_cq;
-        while id == 0 || self.cqs.contains_key(&id) {
-            id = id.wrapping_add(1);
-        }
-        self.next_cq = id.wrapping_add(1);
+        let id = next_free(&mut self.next_cq, &self.cqs);
         self.cqs.insert(
             id,
             Cq {
@@ -175,11 +178,7 @@ impl Device {
         if self.srqs.len() >= self.cfg.max_srq {
             return Err(DeviceError::NoResources);
         }
-        let mut id = self.next_srq;
-        while id == 0 || self.srqs.contains_key(&id) {
-            id = id.wrapping_add(1);
-        }
-        self.next_srq = id.wrapping_add(1);
+        let id = next_free(&mut self.next_srq, &self.srqs);
         self.srqs.insert(
             id,
             DeviceSrq {
@@ -244,11 +243,7 @@ impl Device {
         if self.ahs.len() >= self.cfg.max_ah {
             return Err(DeviceError::NoResources);
         }
-        let mut id = self.next_ah;
-        while id == 0 || self.ahs.contains_key(&id) {
-            id = id.wrapping_add(1);
-        }
-        self.next_ah = id.wrapping_add(1);
+        let id = next_free(&mut self.next_ah, &self.ahs);
         self.ahs.insert(id, Ah { pd, av });
         Ok(AhId(id))
     }

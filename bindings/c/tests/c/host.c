@@ -315,6 +315,17 @@ typedef struct {
     size_t len;
 } endpoint;
 
+/* The attributes of an RC QP whose completions all go to `cq`. */
+static rxe_qp_init_attr rc_attr(rxe_pd pd, rxe_cq cq) {
+    rxe_qp_init_attr a;
+    memset(&a, 0, sizeof a);
+    a.qp_type = RXE_QPT_RC;
+    a.pd = pd;
+    a.send_cq = cq;
+    a.recv_cq = cq;
+    return a;
+}
+
 static void endpoint_init(rxe_device *d, endpoint *e, size_t len) {
     e->len = len;
     e->buf = (uint8_t *)aligned_alloc(64, len);
@@ -325,12 +336,7 @@ static void endpoint_init(rxe_device *d, endpoint *e, size_t len) {
                            RXE_ACCESS_REMOTE_ATOMIC,
                        &e->mr));
     MUST(d, rxe_create_cq(d, 256, &e->cq));
-    rxe_qp_init_attr qa;
-    memset(&qa, 0, sizeof qa);
-    qa.qp_type = RXE_QPT_RC;
-    qa.pd = e->pd;
-    qa.send_cq = e->cq;
-    qa.recv_cq = e->cq;
+    rxe_qp_init_attr qa = rc_attr(e->pd, e->cq);
     MUST(d, rxe_create_qp(d, &qa, &e->qp));
 }
 
@@ -498,12 +504,7 @@ static void test_rc(void) {
     memset(&qa, 0, sizeof qa);
     qa.qp_state = RXE_QPS_RTS;
     rxe_qp fresh;
-    rxe_qp_init_attr ia;
-    memset(&ia, 0, sizeof ia);
-    ia.qp_type = RXE_QPT_RC;
-    ia.pd = a.pd;
-    ia.send_cq = a.cq;
-    ia.recv_cq = a.cq;
+    rxe_qp_init_attr ia = rc_attr(a.pd, a.cq);
     MUST(da, rxe_create_qp(da, &ia, &fresh));
     CHECK(rxe_modify_qp(da, fresh, &qa, RXE_QP_STATE) == RXE_ERR_QP_ATTR,
           "RESET -> RTS is refused");
@@ -860,12 +861,7 @@ static void test_cm(void) {
     CHECK(st == RXE_QPS_ERR, "passive QP in ERR after the disconnect: %d", st);
     /* Nobody listens on 7175: REJ reason 8 (invalid service ID), as Linux answers. */
     rxe_qp q2;
-    rxe_qp_init_attr ia;
-    memset(&ia, 0, sizeof ia);
-    ia.qp_type = RXE_QPT_RC;
-    ia.pd = a.pd;
-    ia.send_cq = a.cq;
-    ia.recv_cq = a.cq;
+    rxe_qp_init_attr ia = rc_attr(a.pd, a.cq);
     MUST(da, rxe_create_qp(da, &ia, &q2));
     MUST(da, rxe_cm_connect(da, w.now, q2, &dst, 7175, 40002, 1, 1, NULL, 0, &conn));
     CHECK(wait_event(&w, 0, RXE_EVENT_CM_REJECTED, &ev) && ev.element == conn && ev.reason == 8,
