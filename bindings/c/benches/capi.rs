@@ -209,6 +209,10 @@ impl Rig {
                 ah: rxe_ah::default(),
                 remote_qpn: 0,
                 remote_qkey: 0,
+                bind: rxe_bind_info::default(),
+                flush_len: 0,
+                flush_type: 0,
+                flush_level: 0,
             };
             // SAFETY: live device; wr and its SGE are valid for the call.
             ok(unsafe { rxe_post_send(self.a.dev, self.a.qp, &wr) });

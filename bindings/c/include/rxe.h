@@ -132,6 +132,21 @@
 // Peers may run atomics.
 #define RXE_ACCESS_REMOTE_ATOMIC 8
 
+// Memory windows may be bound to the region.
+#define RXE_ACCESS_MW_BIND 16
+
+// Peers may FLUSH the region to global visibility.
+#define RXE_ACCESS_FLUSH_GLOBAL 256
+
+// Peers may FLUSH the region to persistence.
+#define RXE_ACCESS_FLUSH_PERSISTENT 512
+
+// Memory window type 1 (bound with a BIND_MW request too, here; rebindable).
+#define RXE_MW_TYPE_1 1
+
+// Memory window type 2 (2B): bound through one QP, invalidated before it is bound again.
+#define RXE_MW_TYPE_2 2
+
 // Reliable connection.
 #define RXE_QPT_RC 2
 
@@ -255,8 +270,18 @@
 // Local invalidate of `invalidate_rkey`.
 #define RXE_WR_LOCAL_INV 7
 
+// Bind memory window `bind.mw_rkey` (its new rkey `bind.new_rkey`) to a range of a region.
+#define RXE_WR_BIND_MW 8
+
 // SEND with invalidate of the peer's `invalidate_rkey`.
 #define RXE_WR_SEND_WITH_INV 9
+
+// FLUSH `flush_len` bytes at `remote_addr` (`flush_type`: 1 global visibility, 2 persistence;
+// `flush_level` 1: the whole region).
+#define RXE_WR_FLUSH 14
+
+// ATOMIC WRITE of the 8 bytes of the gather list to `remote_addr`.
+#define RXE_WR_ATOMIC_WRITE 15
 
 // Fence: wait for earlier READs and atomics.
 #define RXE_SEND_FENCE 1
@@ -649,6 +674,22 @@ typedef struct {
   uint8_t max_dest_rd_atomic;
 } rxe_rc_connect;
 
+// What a BIND_MW request binds (`ibv_mw_bind_info` and the window).
+typedef struct {
+  // The window's current rkey.
+  uint32_t mw_rkey;
+  // Its rkey once bound: the same index, a new low byte ([`rxe_inc_rkey`]).
+  uint32_t new_rkey;
+  // The region's lkey.
+  uint32_t mr_lkey;
+  // `RXE_ACCESS_REMOTE_*` granted through the window.
+  uint32_t access;
+  // Range start.
+  uint64_t addr;
+  // Range length (0 unbinds a type 1 window).
+  uint64_t length;
+} rxe_bind_info;
+
 // A send work request (`ibv_send_wr`, flattened: set the fields the opcode uses).
 typedef struct {
   // Returned in the completion.
@@ -679,6 +720,14 @@ typedef struct {
   uint32_t remote_qpn;
   // UD: the Q_Key (bit 31 set: the QP's own).
   uint32_t remote_qkey;
+  // BIND_MW: the binding.
+  rxe_bind_info bind;
+  // FLUSH: bytes.
+  uint32_t flush_len;
+  // FLUSH: placement type (1 global visibility, 2 persistence).
+  uint8_t flush_type;
+  // FLUSH: 0 a range, 1 the whole region.
+  uint8_t flush_level;
 } rxe_send_wr;
 
 #ifdef __cplusplus
@@ -920,6 +969,24 @@ int rxe_reg_mr(rxe_device *d, rxe_pd pd, void *addr, size_t len, uint32_t access
 // # Safety
 // `d` is a live device.
 int rxe_dereg_mr(rxe_device *d, rxe_mr mr);
+
+// Allocates an unbound memory window in `pd` (`ibv_alloc_mw`) of `mw_type` (`RXE_MW_TYPE_1`
+// or `_2`); `*rkey` gets its rkey. Bind it with a `RXE_WR_BIND_MW` request.
+//
+// # Safety
+// `d` is a live device; `rkey` writable.
+int rxe_alloc_mw(rxe_device *d, rxe_pd pd, int mw_type, uint32_t *rkey);
+
+// Frees a memory window (`ibv_dealloc_mw`), named by its current rkey (after a bind, the new
+// one).
+//
+// # Safety
+// `d` is a live device.
+int rxe_dealloc_mw(rxe_device *d, uint32_t rkey);
+
+// The rkey with its low (key) byte advanced, as `ibv_inc_rkey`: the new rkey of a window being
+// bound again.
+uint32_t rxe_inc_rkey(uint32_t rkey);
 
 // Creates a completion queue of `cqe` entries (`ibv_create_cq`); completions past that are
 // dropped and counted (`cq_overflow`).

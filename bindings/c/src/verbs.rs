@@ -7,8 +7,8 @@ use core::ffi::{c_int, c_void};
 use rxe_kernel::port::Port;
 use rxe_transport::device::{AhId, CqId, QpInit, RcConnect, SrqId};
 use rxe_transport::{
-    Access, AddressVector, Mtu, Pd, QpAttr, QpState, QpType, RecvWr, Remote, SendFlags, SendWr,
-    SgList, Sge, UdDest, WcFlags, WorkCompletion, WrOpcode,
+    Access, AddressVector, Mtu, MwBind, MwType, Pd, QpAttr, QpState, QpType, RecvWr, Remote,
+    SendFlags, SendWr, SgList, Sge, UdDest, WcFlags, WorkCompletion, WrOpcode,
 };
 use rxe_wire::{ImmDt, Psn, QKey, Qpn, Rkey};
 
@@ -79,6 +79,17 @@ pub const RXE_ACCESS_REMOTE_WRITE: u32 = 2;
 pub const RXE_ACCESS_REMOTE_READ: u32 = 4;
 /// Peers may run atomics.
 pub const RXE_ACCESS_REMOTE_ATOMIC: u32 = 8;
+/// Memory windows may be bound to the region.
+pub const RXE_ACCESS_MW_BIND: u32 = 16;
+/// Peers may FLUSH the region to global visibility.
+pub const RXE_ACCESS_FLUSH_GLOBAL: u32 = 256;
+/// Peers may FLUSH the region to persistence.
+pub const RXE_ACCESS_FLUSH_PERSISTENT: u32 = 512;
+
+/// Memory window type 1 (bound with a BIND_MW request too, here; rebindable).
+pub const RXE_MW_TYPE_1: c_int = 1;
+/// Memory window type 2 (2B): bound through one QP, invalidated before it is bound again.
+pub const RXE_MW_TYPE_2: c_int = 2;
 
 /// Reliable connection.
 pub const RXE_QPT_RC: c_int = 2;
@@ -166,8 +177,15 @@ pub const RXE_WR_ATOMIC_CMP_AND_SWP: u32 = 5;
 pub const RXE_WR_ATOMIC_FETCH_AND_ADD: u32 = 6;
 /// Local invalidate of `invalidate_rkey`.
 pub const RXE_WR_LOCAL_INV: u32 = 7;
+/// Bind memory window `bind.mw_rkey` (its new rkey `bind.new_rkey`) to a range of a region.
+pub const RXE_WR_BIND_MW: u32 = 8;
 /// SEND with invalidate of the peer's `invalidate_rkey`.
 pub const RXE_WR_SEND_WITH_INV: u32 = 9;
+/// FLUSH `flush_len` bytes at `remote_addr` (`flush_type`: 1 global visibility, 2 persistence;
+/// `flush_level` 1: the whole region).
+pub const RXE_WR_FLUSH: u32 = 14;
+/// ATOMIC WRITE of the 8 bytes of the gather list to `remote_addr`.
+pub const RXE_WR_ATOMIC_WRITE: u32 = 15;
 
 /// Fence: wait for earlier READs and atomics.
 pub const RXE_SEND_FENCE: u32 = 1;
@@ -195,6 +213,24 @@ pub struct rxe_sge {
     pub length: u32,
     /// The region's lkey.
     pub lkey: u32,
+}
+
+/// What a BIND_MW request binds (`ibv_mw_bind_info` and the window).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct rxe_bind_info {
+    /// The window's current rkey.
+    pub mw_rkey: u32,
+    /// Its rkey once bound: the same index, a new low byte ([`rxe_inc_rkey`]).
+    pub new_rkey: u32,
+    /// The region's lkey.
+    pub mr_lkey: u32,
+    /// `RXE_ACCESS_REMOTE_*` granted through the window.
+    pub access: u32,
+    /// Range start.
+    pub addr: u64,
+    /// Range length (0 unbinds a type 1 window).
+    pub length: u64,
 }
 
 /// A send work request (`ibv_send_wr`, flattened: set the fields the opcode uses).
@@ -229,6 +265,14 @@ pub struct rxe_send_wr {
     pub remote_qpn: u32,
     /// UD: the Q_Key (bit 31 set: the QP's own).
     pub remote_qkey: u32,
+    /// BIND_MW: the binding.
+    pub bind: rxe_bind_info,
+    /// FLUSH: bytes.
+    pub flush_len: u32,
+    /// FLUSH: placement type (1 global visibility, 2 persistence).
+    pub flush_type: u8,
+    /// FLUSH: 0 a range, 1 the whole region.
+    pub flush_level: u8,
 }
 
 /// A receive work request (`ibv_recv_wr`).
@@ -550,6 +594,50 @@ pub unsafe extern "C" fn rxe_dereg_mr(d: *mut rxe_device, mr: rxe_mr) -> c_int {
         p.core().dereg_mr(mr.lkey).map_err(err)?;
         Ok(RXE_OK)
     })
+}
+
+/// Allocates an unbound memory window in `pd` (`ibv_alloc_mw`) of `mw_type` (`RXE_MW_TYPE_1`
+/// or `_2`); `*rkey` gets its rkey. Bind it with a `RXE_WR_BIND_MW` request.
+///
+/// # Safety
+/// `d` is a live device; `rkey` writable.
+#[no_mangle]
+pub unsafe extern "C" fn rxe_alloc_mw(
+    d: *mut rxe_device,
+    pd: rxe_pd,
+    mw_type: c_int,
+    rkey: *mut u32,
+) -> c_int {
+    with_dev(d, |p| {
+        let t = match mw_type {
+            RXE_MW_TYPE_1 => MwType::Type1,
+            RXE_MW_TYPE_2 => MwType::Type2,
+            t => return Err(inval(format!("window type {t} is not RXE_MW_TYPE_1 or _2"))),
+        };
+        let key = p.core().alloc_mw(Pd(pd.handle), t).map_err(err)?;
+        put(rkey, key, "rkey")?;
+        Ok(RXE_OK)
+    })
+}
+
+/// Frees a memory window (`ibv_dealloc_mw`), named by its current rkey (after a bind, the new
+/// one).
+///
+/// # Safety
+/// `d` is a live device.
+#[no_mangle]
+pub unsafe extern "C" fn rxe_dealloc_mw(d: *mut rxe_device, rkey: u32) -> c_int {
+    with_dev(d, |p| {
+        p.core().dereg_mr(rkey).map_err(err)?;
+        Ok(RXE_OK)
+    })
+}
+
+/// The rkey with its low (key) byte advanced, as `ibv_inc_rkey`: the new rkey of a window being
+/// bound again.
+#[no_mangle]
+pub extern "C" fn rxe_inc_rkey(rkey: u32) -> u32 {
+    (rkey & !0xff) | ((rkey.wrapping_add(1)) & 0xff)
 }
 
 /// Creates a completion queue of `cqe` entries (`ibv_create_cq`); completions past that are
@@ -1034,6 +1122,21 @@ pub unsafe extern "C" fn rxe_post_send(
             },
             RXE_WR_LOCAL_INV => WrOpcode::LocalInv(Rkey(w.invalidate_rkey)),
             RXE_WR_SEND_WITH_INV => WrOpcode::SendWithInv(Rkey(w.invalidate_rkey)),
+            RXE_WR_BIND_MW => WrOpcode::BindMw(MwBind {
+                mw: w.bind.mw_rkey,
+                new_rkey: w.bind.new_rkey,
+                mr_lkey: w.bind.mr_lkey,
+                addr: w.bind.addr,
+                length: w.bind.length,
+                access: access(w.bind.access)?,
+            }),
+            RXE_WR_FLUSH => WrOpcode::Flush {
+                remote,
+                len: w.flush_len,
+                placement_type: w.flush_type,
+                selectivity: w.flush_level,
+            },
+            RXE_WR_ATOMIC_WRITE => WrOpcode::AtomicWrite(remote),
             op => return Err((RXE_ERR_WR, format!("opcode {op} is not supported"))),
         };
         let flags = SendFlags::from_bits(w.send_flags)

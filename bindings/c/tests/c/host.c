@@ -4,7 +4,8 @@
  * Soft-RoCE link on each (one with "rdma link add", one with the "add" module parameter),
  * connects RC QPs and checks SEND, RDMA WRITE, RDMA READ and both atomics with the data in
  * memory; a UD datagram through an address handle into an SRQ; error completions and refused
- * calls; connections the rdma_cm way (listen, connect, accept, disconnect, reject); then the transmission-control scenarios (none / watermark / bandwidth) against a
+ * calls; connections the rdma_cm way (listen, connect, accept, disconnect, reject); a memory
+ * window bound, used and invalidated, ATOMIC WRITE and FLUSH; then the transmission-control scenarios (none / watermark / bandwidth) against a
  * 16-frame NIC queue.
  *
  *   host               run everything; exit 0 only if every check passed
@@ -333,7 +334,7 @@ static void endpoint_init(rxe_device *d, endpoint *e, size_t len) {
     MUST(d, rxe_alloc_pd(d, &e->pd));
     MUST(d, rxe_reg_mr(d, e->pd, e->buf, len,
                        RXE_ACCESS_LOCAL_WRITE | RXE_ACCESS_REMOTE_WRITE | RXE_ACCESS_REMOTE_READ |
-                           RXE_ACCESS_REMOTE_ATOMIC,
+                           RXE_ACCESS_REMOTE_ATOMIC | RXE_ACCESS_MW_BIND | RXE_ACCESS_FLUSH_GLOBAL,
                        &e->mr));
     MUST(d, rxe_create_cq(d, 256, &e->cq));
     rxe_qp_init_attr qa = rc_attr(e->pd, e->cq);
@@ -785,6 +786,79 @@ static void test_tx_control(void) {
 }
 
 
+/* Memory windows (type 2, bound through a QP and invalidated), ATOMIC WRITE and FLUSH. */
+static void test_mw_flush(void) {
+    world w;
+    world_init(&w, 64, NULL);
+    rxe_device *da = w.s[0].dev, *db = w.s[1].dev;
+    endpoint a, b;
+    endpoint_init(da, &a, 65536);
+    endpoint_init(db, &b, 65536);
+    connect_pair(&w, &a, &b, 7, 9);
+    rxe_wc wc;
+    /* B binds a window on [4096, 8192) of its region, REMOTE_WRITE only. */
+    uint32_t mw = 0;
+    MUST(db, rxe_alloc_mw(db, b.pd, RXE_MW_TYPE_2, &mw));
+    CHECK(rxe_alloc_mw(db, b.pd, 3, &mw) == RXE_ERR_INVAL, "bad window type");
+    rxe_send_wr bind = send_wr(20, RXE_WR_BIND_MW, NULL);
+    bind.bind.mw_rkey = mw;
+    bind.bind.new_rkey = rxe_inc_rkey(mw);
+    bind.bind.mr_lkey = b.mr.lkey;
+    bind.bind.access = RXE_ACCESS_REMOTE_WRITE;
+    bind.bind.addr = b.mr.addr + 4096;
+    bind.bind.length = 4096;
+    MUST(db, rxe_post_send(db, b.qp, &bind));
+    CHECK(wait_wc(&w, 1, b.cq, &wc, SECOND) && wc.wr_id == 20 && wc.status == 0 && wc.opcode == 5,
+          "bind completion: status %u opcode %u", wc.status, wc.opcode);
+    uint32_t wkey = bind.bind.new_rkey;
+    CHECK((wkey >> 8) == (mw >> 8) && wkey != mw, "same index, new key byte");
+    /* A WRITE through the window lands. */
+    fill(a.buf, 1000, 21);
+    rxe_sge s = {(uint64_t)(uintptr_t)a.buf, 1000, a.mr.lkey};
+    rxe_send_wr wr = send_wr(21, RXE_WR_RDMA_WRITE, &s);
+    wr.remote_addr = b.mr.addr + 4096;
+    wr.rkey = wkey;
+    MUST(da, rxe_post_send(da, a.qp, &wr));
+    CHECK(wait_wc(&w, 0, a.cq, &wc, SECOND) && wc.status == 0, "WRITE through the window: %u", wc.status);
+    CHECK(memcmp(a.buf, b.buf + 4096, 1000) == 0, "window data landed");
+    /* ATOMIC WRITE of 8 bytes, then FLUSH of the range to global visibility. */
+    const uint64_t v = 0x1122334455667788ull;
+    memcpy(a.buf + 2048, &v, 8);
+    rxe_sge s8 = {(uint64_t)(uintptr_t)(a.buf + 2048), 8, a.mr.lkey};
+    wr = send_wr(22, RXE_WR_ATOMIC_WRITE, &s8);
+    wr.remote_addr = b.mr.addr + 16384;
+    wr.rkey = b.mr.rkey;
+    MUST(da, rxe_post_send(da, a.qp, &wr));
+    CHECK(wait_wc(&w, 0, a.cq, &wc, SECOND) && wc.status == 0 && wc.opcode == 9,
+          "atomic write: status %u opcode %u", wc.status, wc.opcode);
+    CHECK(memcmp(b.buf + 16384, &v, 8) == 0, "atomic write landed");
+    wr = send_wr(23, RXE_WR_FLUSH, NULL);
+    wr.remote_addr = b.mr.addr;
+    wr.rkey = b.mr.rkey;
+    wr.flush_len = 32768;
+    wr.flush_type = 1;
+    MUST(da, rxe_post_send(da, a.qp, &wr));
+    CHECK(wait_wc(&w, 0, a.cq, &wc, SECOND) && wc.status == 0 && wc.opcode == 8,
+          "flush: status %u opcode %u", wc.status, wc.opcode);
+    /* B invalidates the window; A's next WRITE through it is refused (REM_ACCESS_ERR). */
+    rxe_send_wr inv = send_wr(24, RXE_WR_LOCAL_INV, NULL);
+    inv.invalidate_rkey = wkey;
+    MUST(db, rxe_post_send(db, b.qp, &inv));
+    CHECK(wait_wc(&w, 1, b.cq, &wc, SECOND) && wc.wr_id == 24 && wc.status == 0, "local invalidate");
+    wr = send_wr(25, RXE_WR_RDMA_WRITE, &s);
+    wr.remote_addr = b.mr.addr + 4096;
+    wr.rkey = wkey;
+    MUST(da, rxe_post_send(da, a.qp, &wr));
+    CHECK(wait_wc(&w, 0, a.cq, &wc, SECOND) && wc.wr_id == 25 && wc.status == 10,
+          "WRITE through an invalidated window: status %u", wc.status);
+    CHECK(rxe_dealloc_mw(db, mw) == RXE_ERR_NOENT, "the pre-bind rkey no longer names the window");
+    MUST(db, rxe_dealloc_mw(db, wkey));
+    world_free(&w);
+    free(a.buf);
+    free(b.buf);
+    printf("mw+flush: type 2 window bound, written through, invalidated; ATOMIC WRITE and FLUSH checked\n");
+}
+
 /* Waits for an event of `type` on side `i` (other events are skipped); 1 if it came. */
 static int wait_event(world *w, int i, int type, rxe_async_event *ev) {
     for (int round = 0; round < 2000; round++) {
@@ -921,6 +995,7 @@ int main(int argc, char **argv) {
     test_rc();
     test_ud_srq();
     test_cm();
+    test_mw_flush();
     test_tx_control();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
