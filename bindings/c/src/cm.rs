@@ -4,6 +4,8 @@
 //! events from `rxe_device_get_event`. On the wire it is rdma_cm's (service IDs, its private-data
 //! header), so Linux's rping and iSER talk to it.
 
+use alloc::format;
+use alloc::string::{String, ToString};
 use core::ffi::{c_int, c_void};
 
 use rxe_transport::cm::ConnId;

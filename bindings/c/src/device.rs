@@ -1,7 +1,9 @@
 //! A Soft-RoCE device on one of the host's netdevs: frames in, time in, frames out through the
 //! netdev's callbacks; its attributes, GIDs, counters and asynchronous events.
 
-use std::ffi::CString;
+use alloc::ffi::CString;
+use alloc::format;
+use alloc::string::String;
 
 use core::ffi::{c_char, c_int};
 

@@ -2,10 +2,15 @@
 //! parameters `add` / `remove`), transmission control (`control_method` / `control_value`), and
 //! the settings new links get.
 
-use std::cell::RefCell;
-use std::ffi::{CStr, CString};
-use std::net::IpAddr;
-use std::rc::Rc;
+use alloc::boxed::Box;
+use alloc::ffi::CString;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::ffi::CStr;
+use core::net::IpAddr;
 
 use core::ffi::{c_char, c_int, c_void};
 
@@ -63,7 +68,7 @@ pub struct rxe_link_config {
 }
 
 fn default_template(seed: u64) -> DeviceConfig {
-    DeviceConfig::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), seed)
+    DeviceConfig::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), seed)
 }
 
 /// Reads a C string argument.

@@ -35,10 +35,22 @@
 //!   inside [`rxe_device_poll`], and must not call back into the library for that host (such
 //!   calls fail with `RXE_ERR_REENTRANT`).
 //!
+//! ## Without an OS
+//! With the default feature `std` the library links Rust's standard library. Without it
+//! (`cargo build -p rxe-capi --release --no-default-features`; `panic = "abort"` is required,
+//! as the release profile has) it is `no_std` and takes memory from the C side's `malloc`,
+//! `aligned_alloc` and `free`, and calls `abort` on a panic: what firmware without an OS has.
+//!
 //! ## Example (C)
 //! The README has a complete 20-line C program; `tests/c/host.c` is the full test host.
+#![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(non_camel_case_types)]
+
+extern crate alloc;
+
+#[cfg(not(feature = "std"))]
+mod bare_metal;
 
 mod caller_memory;
 pub mod cm;

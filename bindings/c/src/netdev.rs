@@ -2,10 +2,11 @@
 //! wire, resolve a neighbour, count frames the NIC took) and state the host reports as it
 //! changes (MTU, addresses, link), as a kernel's netdev notifiers do.
 
-use std::cell::RefCell;
-use std::ffi::CString;
-use std::net::{IpAddr, Ipv6Addr};
-use std::rc::Rc;
+use alloc::ffi::CString;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::net::{IpAddr, Ipv6Addr};
 
 use core::ffi::{c_int, c_void};
 

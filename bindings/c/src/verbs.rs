@@ -2,6 +2,9 @@
 //! shared receive queues, address handles, QPs and their state, posting work and polling
 //! completions. Numbers (opcodes, statuses, flags, attribute masks, states) are libibverbs'.
 
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
 use core::ffi::{c_int, c_void};
 
 use rxe_kernel::port::Port;
@@ -501,7 +504,7 @@ fn sg_list(list: *const rxe_sge, n: u32) -> Result<SgList, (c_int, String)> {
 }
 
 /// The source GID at `index` of the port's table.
-fn sgid(p: &Port<CNetDev>, index: u8) -> Result<std::net::IpAddr, (c_int, String)> {
+fn sgid(p: &Port<CNetDev>, index: u8) -> Result<core::net::IpAddr, (c_int, String)> {
     let gids = p.gids();
     let g = gids
         .get(usize::from(index))
@@ -1024,7 +1027,7 @@ pub unsafe extern "C" fn rxe_query_qp_state(
 /// `c` writable.
 #[no_mangle]
 pub unsafe extern "C" fn rxe_rc_connect_init(c: *mut rxe_rc_connect) -> c_int {
-    let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let any = core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
     let d = RcConnect::new(any, any, Qpn::new(0), Psn::new(0), Psn::new(0));
     let v = rxe_rc_connect {
         dgid: rxe_gid::default(),
