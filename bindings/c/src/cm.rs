@@ -4,27 +4,16 @@
 //! events from `rxe_device_get_event`. On the wire it is rdma_cm's (service IDs, its private-data
 //! header), so Linux's rping and iSER talk to it.
 
-use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use core::ffi::{c_int, c_void};
 
 use rxe_transport::cm::ConnId;
 use rxe_transport::Instant;
-use rxe_wire::Qpn;
 
 use crate::device::{put, rxe_device, with_dev};
-use crate::error::*;
+use crate::error::{device_err as err, *};
 use crate::netdev::rxe_gid;
-use crate::verbs::rxe_qp;
-
-fn qpn(v: u32) -> Result<Qpn, (c_int, String)> {
-    Qpn::try_new(v).map_err(|_| {
-        (
-            RXE_ERR_INVAL,
-            format!("QP number {v:#x} is wider than 24 bits"),
-        )
-    })
-}
+use crate::verbs::{qpn, rxe_qp};
 
 /// The caller's private data.
 fn pdata<'a>(p: *const c_void, len: usize) -> Result<&'a [u8], (c_int, String)> {
@@ -36,10 +25,6 @@ fn pdata<'a>(p: *const c_void, len: usize) -> Result<&'a [u8], (c_int, String)> 
     }
     // SAFETY: the caller passes `len` readable bytes (header contract).
     Ok(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), len) })
-}
-
-fn err(e: rxe_transport::device::DeviceError) -> (c_int, String) {
-    (device_code(&e), e.to_string())
 }
 
 /// Listens for connections on rdma_cm port `port` (rping's is 7174, iSER's 3260).
@@ -87,7 +72,7 @@ pub unsafe extern "C" fn rxe_cm_connect(
             .core()
             .connect(
                 Instant::from_nanos(now_ns),
-                qpn(qp.qp_num)?,
+                qpn(qp.qp_num, "qp")?,
                 dst.to_ip(),
                 dst_port,
                 src_port,
@@ -123,7 +108,7 @@ pub unsafe extern "C" fn rxe_cm_accept(
             .accept(
                 Instant::from_nanos(now_ns),
                 ConnId(conn),
-                qpn(qp.qp_num)?,
+                qpn(qp.qp_num, "qp")?,
                 responder_resources,
                 initiator_depth,
                 pdata(private_data, len)?,

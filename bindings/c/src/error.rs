@@ -78,6 +78,17 @@ pub(crate) fn device_code(e: &DeviceError) -> c_int {
     }
 }
 
+/// A device error as a code and its detail (for the last-error string).
+pub(crate) fn device_err(e: DeviceError) -> (c_int, alloc::string::String) {
+    use alloc::string::ToString;
+    (device_code(&e), e.to_string())
+}
+
+/// An invalid-argument refusal with its detail.
+pub(crate) fn inval(msg: impl Into<alloc::string::String>) -> (c_int, alloc::string::String) {
+    (RXE_ERR_INVAL, msg.into())
+}
+
 /// The code of a link error.
 pub(crate) fn link_code(e: &LinkError) -> c_int {
     match e {

@@ -322,6 +322,23 @@ fn update(
     })
 }
 
+/// [`update`] with the address `addr` parsed first (a bad one is refused before the netdev is
+/// looked up, and its detail recorded).
+fn update_addr(
+    h: *mut rxe_host,
+    ifname: *const c_char,
+    addr: *const c_char,
+    f: impl FnOnce(&mut NetdevState, IpAddr) -> Result<(), (c_int, String)>,
+) -> c_int {
+    with_host(h, |h| {
+        let ip = parse_ip(addr)?;
+        let name = arg(ifname, "ifname")?;
+        let d = h.netdev(name)?;
+        f(&mut d.state.borrow_mut(), ip)?;
+        Ok(RXE_OK)
+    })
+}
+
 fn parse_ip(addr: *const c_char) -> Result<IpAddr, (c_int, String)> {
     let s = arg(addr, "address")?;
     s.parse().map_err(|_| {
@@ -343,11 +360,7 @@ pub unsafe extern "C" fn rxe_netdev_add_addr(
     ifname: *const c_char,
     addr: *const c_char,
 ) -> c_int {
-    let ip = match parse_ip(addr) {
-        Ok(ip) => ip,
-        Err((code, _)) => return code,
-    };
-    update(h, ifname, |s| {
+    update_addr(h, ifname, addr, |s, ip| {
         if s.addrs.contains(&ip) {
             return Err((RXE_ERR_EXIST, format!("{ip} is there already")));
         }
@@ -366,11 +379,7 @@ pub unsafe extern "C" fn rxe_netdev_del_addr(
     ifname: *const c_char,
     addr: *const c_char,
 ) -> c_int {
-    let ip = match parse_ip(addr) {
-        Ok(ip) => ip,
-        Err((code, _)) => return code,
-    };
-    update(h, ifname, |s| {
+    update_addr(h, ifname, addr, |s, ip| {
         let before = s.addrs.len();
         s.addrs.retain(|a| *a != ip);
         if s.addrs.len() == before {

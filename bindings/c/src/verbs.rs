@@ -4,7 +4,7 @@
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use core::ffi::{c_int, c_void};
 
 use rxe_kernel::port::Port;
@@ -17,7 +17,7 @@ use rxe_wire::{ImmDt, Psn, QKey, Qpn, Rkey};
 
 use crate::caller_memory::CallerRegion;
 use crate::device::{put, rxe_device, with_dev};
-use crate::error::*;
+use crate::error::{device_err as err, inval, *};
 use crate::netdev::{rxe_gid, CNetDev};
 
 /// A protection domain.
@@ -423,14 +423,6 @@ pub struct rxe_rc_connect {
     pub max_dest_rd_atomic: u8,
 }
 
-fn err(e: rxe_transport::device::DeviceError) -> (c_int, String) {
-    (device_code(&e), e.to_string())
-}
-
-fn inval(msg: impl Into<String>) -> (c_int, String) {
-    (RXE_ERR_INVAL, msg.into())
-}
-
 fn access(bits: u32) -> Result<Access, (c_int, String)> {
     Access::from_bits(bits).ok_or_else(|| inval(format!("unknown access bits {bits:#x}")))
 }
@@ -475,7 +467,7 @@ fn psn(v: u32, what: &str) -> Result<Psn, (c_int, String)> {
     Psn::try_new(v).map_err(|_| inval(format!("{what} {v:#x} is wider than 24 bits")))
 }
 
-fn qpn(v: u32, what: &str) -> Result<Qpn, (c_int, String)> {
+pub(crate) fn qpn(v: u32, what: &str) -> Result<Qpn, (c_int, String)> {
     Qpn::try_new(v).map_err(|_| inval(format!("{what} {v:#x} is wider than 24 bits")))
 }
 
@@ -501,6 +493,15 @@ fn sg_list(list: *const rxe_sge, n: u32) -> Result<SgList, (c_int, String)> {
         });
     }
     Ok(out)
+}
+
+/// A receive request from C's.
+fn recv_wr(wr: Option<&rxe_recv_wr>) -> Result<RecvWr, (c_int, String)> {
+    let w = wr.ok_or_else(|| inval("wr is NULL"))?;
+    Ok(RecvWr {
+        wr_id: w.wr_id,
+        sg_list: sg_list(w.sg_list, w.num_sge)?,
+    })
 }
 
 /// The source GID at `index` of the port's table.
@@ -790,11 +791,7 @@ pub unsafe extern "C" fn rxe_post_srq_recv(
 ) -> c_int {
     with_dev(d, |p| {
         // SAFETY: the caller's contract above.
-        let w = unsafe { wr.as_ref() }.ok_or_else(|| inval("wr is NULL"))?;
-        let r = RecvWr {
-            wr_id: w.wr_id,
-            sg_list: sg_list(w.sg_list, w.num_sge)?,
-        };
+        let r = recv_wr(unsafe { wr.as_ref() })?;
         p.core().post_srq_recv(SrqId(srq.handle), r).map_err(err)?;
         Ok(RXE_OK)
     })
@@ -1177,11 +1174,7 @@ pub unsafe extern "C" fn rxe_post_recv(
 ) -> c_int {
     with_dev(d, |p| {
         // SAFETY: the caller's contract above.
-        let w = unsafe { wr.as_ref() }.ok_or_else(|| inval("wr is NULL"))?;
-        let r = RecvWr {
-            wr_id: w.wr_id,
-            sg_list: sg_list(w.sg_list, w.num_sge)?,
-        };
+        let r = recv_wr(unsafe { wr.as_ref() })?;
         p.core()
             .post_recv(qpn(qp.qp_num, "qp_num")?, r)
             .map_err(err)?;

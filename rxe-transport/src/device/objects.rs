@@ -197,10 +197,9 @@ impl Device {
 
     /// Posts a receive request to a shared receive queue (`ibv_post_srq_recv`).
     pub fn post_srq_recv(&mut self, srq: SrqId, wr: RecvWr) -> Result<(), DeviceError> {
-        if wr.sg_list.iter().any(|s| self.mem.get(s.lkey).is_none()) {
-            // Checked again when a message lands; refused early as rxe's post_srq_recv does.
-            let key = wr.sg_list.iter().find(|s| self.mem.get(s.lkey).is_none());
-            return Err(DeviceError::UnknownKey(key.map_or(0, |s| s.lkey)));
+        // Checked again when a message lands; refused early as rxe's post_srq_recv does.
+        if let Some(s) = wr.sg_list.iter().find(|s| self.mem.get(s.lkey).is_none()) {
+            return Err(DeviceError::UnknownKey(s.lkey));
         }
         self.srq_mut(srq)?
             .srq

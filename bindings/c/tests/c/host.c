@@ -657,6 +657,9 @@ static int test_params(void) {
     CHECK(rxe_param_set(h, "control_value", "ni1 -3") == RXE_ERR_INVAL, "bad value");
     CHECK(rxe_param_set(h, "control_value", "ni1") == RXE_ERR_SYNTAX, "no value");
     CHECK(rxe_param_set(h, "frobnicate", "x") == RXE_ERR_NOENT, "unknown parameter");
+    CHECK(rxe_netdev_add_addr(h, "eth0", "10.0.0.999") == RXE_ERR_INVAL &&
+              strstr(rxe_host_last_error(h), "10.0.0.999") != NULL,
+          "a bad address is refused with its detail: %s", rxe_host_last_error(h));
     HMUST(h, rxe_control_get(h, "ni1", &m, &v));
     CHECK(m == RXE_CONTROL_WATERMARK && v == 45000, "old setting kept: %d %" PRIu64, m, v);
     CHECK(rxe_link_command(h, "rdma link add rxe0 type rxe netdev eth9") == RXE_ERR_NORES,
