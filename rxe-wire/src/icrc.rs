@@ -83,8 +83,9 @@ pub mod ipv4_ident;
 #[allow(unsafe_code)]
 mod x86_64;
 
-/// Table CRC on the raw register (no pre/post inversion).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// Table CRC on the raw register (no pre/post inversion): the reference the kernels are tested
+/// against.
+#[cfg(test)]
 fn soft_raw(reg: u32, data: &[u8]) -> u32 {
     !soft::crc32(!reg, data)
 }
@@ -190,8 +191,22 @@ const TABLES_CONST: [u32; 256] = make_tables()[0];
 pub const LRH_CRC: u32 = const_crc32(&[0xff; 8]);
 
 /// The buffer the masked headers are hashed in: room for the largest header set (4 + IPv6 40 +
-/// UDP 8 + BTH 12 + AtomicETH 28 = 92 bytes).
-const HEAD_BLOCK: usize = 92;
+/// UDP 8 + BTH 12 + AtomicETH 28 = 92 bytes), rounded up to whole 16-byte lanes.
+const HEAD_BLOCK: usize = 96;
+
+/// The raw CRC register after `block` from a zero register. `block` is whole 16-byte lanes
+/// whose first `skip` bytes are zero padding: a zero register is unchanged by leading zeros, so
+/// the carry-less kernel takes the padded lanes while the other engines skip the padding.
+#[inline]
+fn head_crc(block: &[u8], skip: usize) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(reg) = x86_64::crc_lanes(block) {
+        return reg;
+    }
+    let mut crc = Crc32::new(!0);
+    crc.update(&block[skip..]);
+    !crc.finalize()
+}
 
 /// Computes the ICRC of a RoCEv2 packet from its raw parts.
 ///
@@ -199,11 +214,8 @@ const HEAD_BLOCK: usize = 92;
 /// UDP header, and `transport` the UDP payload from the BTH up to (not including) the ICRC. Only
 /// the first byte of `ip_header` decides the version.
 pub fn compute(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<u32> {
-    // The headers' CRC call stays short (it is latency-bound); the long rest streams.
-    let bth_len = transport.len().min(bth::HEADER_LEN);
-    let mut crc = start(ip_header, udp_header, &transport[..bth_len])?;
-    crc.update(&transport[bth_len..]);
-    Ok(crc.finalize())
+    // `start` takes the headers and at most a few lanes more; the long rest streams.
+    Ok(start(ip_header, udp_header, transport)?.finalize())
 }
 
 /// The running ICRC after `ip_header`, `udp_header` (both masked) and `transport` (BTH masked):
@@ -222,10 +234,14 @@ pub(crate) fn start(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Re
     // The LRH's eight 0xFF bytes from the all-ones register are the same as four 0xFF bytes
     // from a zero register (the first four cancel the register): so the masked headers follow
     // four 0xFF bytes in one buffer with the extension headers, and one CRC call covers them.
-    let mut block = [0u8; HEAD_BLOCK];
+    // The buffer is right-aligned to whole 16-byte lanes, zeros in front.
     let fixed = 4 + ip_len + udp::HEADER_LEN + bth::HEADER_LEN;
     // The extension headers, at most (AtomicETH is the longest); the payload goes to `update`.
-    let extra = (transport.len() - bth::HEADER_LEN).min(HEAD_BLOCK - fixed);
+    let extra = (transport.len() - bth::HEADER_LEN).min(HEAD_BLOCK - 4 - fixed);
+    let total = (fixed + extra).next_multiple_of(16);
+    let mut lanes = [0u8; HEAD_BLOCK];
+    let skip = total - fixed - extra;
+    let block = &mut lanes[skip..total];
     block[..4].fill(0xff);
     let ip = &mut block[4..4 + ip_len];
     ip.copy_from_slice(&ip_header[..ip_len]);
@@ -247,11 +263,79 @@ pub(crate) fn start(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Re
     b[bth::FB_RESV_OFFSET] = 0xff;
     block[fixed..fixed + extra]
         .copy_from_slice(&transport[bth::HEADER_LEN..bth::HEADER_LEN + extra]);
-    // A zero register is the zlib value !0.
-    let mut crc = Crc32::new(!0);
-    crc.update(&block[..fixed + extra]);
+    let reg = head_crc(&lanes[..total], skip);
+    // A raw register r is the zlib value !r.
+    let mut crc = Crc32::new(!reg);
     crc.update(&transport[bth::HEADER_LEN + extra..]);
     Ok(crc)
+}
+
+/// The OR-masks of the header block, in the layout of `x86_64::head_lanes`: 16 bytes in front
+/// of the IP header (the last four stand for the LRH), then a mask byte per header byte.
+#[cfg(target_arch = "x86_64")]
+const fn head_mask(ip_len: usize) -> [u8; x86_64::MASK_LEN] {
+    let mut m = [0u8; x86_64::MASK_LEN];
+    let mut i = 12;
+    while i < 16 {
+        m[i] = 0xff;
+        i += 1;
+    }
+    let ip = 16;
+    if ip_len == ipv4::HEADER_LEN {
+        m[ip + ipv4::field::TOS] = 0xff;
+        m[ip + ipv4::field::TTL] = 0xff;
+        m[ip + ipv4::field::CHECKSUM.start] = 0xff;
+        m[ip + ipv4::field::CHECKSUM.start + 1] = 0xff;
+    } else {
+        // The version nibble stays; traffic class and flow label become all ones.
+        m[ip] = 0x0f;
+        m[ip + 1] = 0xff;
+        m[ip + 2] = 0xff;
+        m[ip + 3] = 0xff;
+        m[ip + ipv6::HOP_LIMIT_OFFSET] = 0xff;
+    }
+    let udp = ip + ip_len;
+    m[udp + udp::field::CHECKSUM.start] = 0xff;
+    m[udp + udp::field::CHECKSUM.start + 1] = 0xff;
+    m[udp + udp::HEADER_LEN + bth::FB_RESV_OFFSET] = 0xff;
+    m
+}
+
+#[cfg(target_arch = "x86_64")]
+static HEAD_MASK_V4: [u8; x86_64::MASK_LEN] = head_mask(ipv4::HEADER_LEN);
+#[cfg(target_arch = "x86_64")]
+static HEAD_MASK_V6: [u8; x86_64::MASK_LEN] = head_mask(ipv6::HEADER_LEN);
+
+/// Like [`start`], for headers that lie contiguously: `packet` starts with the IP header, and
+/// `packet[..hdr_end]` holds it, the UDP header, the BTH and the extension headers. Loads the
+/// headers straight from the packet into carry-less folds where the CPU allows.
+pub(crate) fn start_packet(packet: &[u8], hdr_end: usize) -> Result<Crc32> {
+    let ip_len = match packet.first().map(|b| b >> 4) {
+        Some(4) => ipv4::HEADER_LEN,
+        Some(6) => ipv6::HEADER_LEN,
+        Some(v) => return Err(Error::BadIpVersion(v)),
+        None => return Err(Error::Truncated { needed: 1, got: 0 }),
+    };
+    let t_start = ip_len + udp::HEADER_LEN;
+    let headers = packet.get(..hdr_end).ok_or(Error::Truncated {
+        needed: hdr_end,
+        got: packet.len(),
+    })?;
+    crate::error::check_len(headers, t_start + bth::HEADER_LEN)?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mask = if ip_len == ipv4::HEADER_LEN {
+            &HEAD_MASK_V4
+        } else {
+            &HEAD_MASK_V6
+        };
+        if let Some(reg) = x86_64::head_lanes(headers, hdr_end, mask) {
+            return Ok(Crc32::new(!reg));
+        }
+    }
+    let (ip, rest) = headers.split_at(ip_len);
+    let (udp_header, transport) = rest.split_at(udp::HEADER_LEN);
+    start(ip, udp_header, transport)
 }
 
 /// Reads the ICRC stored at the end of a UDP payload.
@@ -312,6 +396,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn lane_kernel_matches_the_table_crc() {
+        let data: [u8; 96] = core::array::from_fn(|i| (i as u8).wrapping_mul(73) ^ 0x5a);
+        for len in (16..=96).step_by(16) {
+            if let Some(reg) = x86_64::crc_lanes(&data[..len]) {
+                assert_eq!(reg, soft_raw(0, &data[..len]), "len {len}");
+            }
+        }
+        assert_eq!(x86_64::crc_lanes(&data[..17]), None);
+        assert_eq!(x86_64::crc_lanes(&[]), None);
+    }
+
+    #[test]
+    fn header_crc_ignores_the_zero_padding() {
+        let mut block = [0u8; 96];
+        for (i, b) in block[7..].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(29) ^ 0xc3;
+        }
+        assert_eq!(head_crc(&block, 7), soft_raw(0, &block[7..]));
+        assert_eq!(head_crc(&block[..96], 0), soft_raw(0, &block));
+    }
+
+    #[test]
+    fn contiguous_headers_give_the_same_crc_as_separate_ones() {
+        // Every extension-header length a RoCE opcode has (0 to 28 bytes, by fours), IPv4 and
+        // IPv6, with payload bytes after the headers that must not be included.
+        let bytes: [u8; 200] = core::array::from_fn(|i| (i as u8).wrapping_mul(151) ^ 0x3c);
+        for (version, ip_len) in [(0x45u8, 20usize), (0x60, 40)] {
+            let mut packet = bytes;
+            packet[0] = version;
+            for ext in (0..=28).step_by(4) {
+                let hdr_end = ip_len + 8 + 12 + ext;
+                let (ip, rest) = packet.split_at(ip_len);
+                let (udp, t) = rest.split_at(8);
+                let want = start(ip, udp, &t[..12 + ext]).unwrap().finalize();
+                let got = start_packet(&packet, hdr_end).unwrap().finalize();
+                assert_eq!(got, want, "ip {ip_len} ext {ext}");
+            }
+        }
+        let mut short = [0u8; 30];
+        short[0] = 0x45;
+        assert!(matches!(
+            start_packet(&short, 60),
+            Err(Error::Truncated { .. })
+        ));
     }
 
     #[test]

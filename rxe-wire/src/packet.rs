@@ -175,10 +175,10 @@ impl<'a> RoceV2Repr<'a> {
         }
         self.udp
             .emit(&mut buf[ip_len..], udp_len - udp::HEADER_LEN)?;
-        let (head, rest) = buf.split_at_mut(ip_len);
+        let crc = icrc::start_packet(buf, ip_len + udp::HEADER_LEN + hdr)?;
+        let (_, rest) = buf.split_at_mut(ip_len);
         let (udp_hdr, transport) = rest.split_at_mut(udp::HEADER_LEN);
         let t_end = transport.len() - ICRC_LEN;
-        let crc = icrc::start(head, udp_hdr, &transport[..hdr])?;
         let (_, body) = transport.split_at_mut(hdr);
         let (payload, tail) = body.split_at_mut(payload_len);
         let mut sink = PayloadSink::new(payload, crc);
@@ -200,6 +200,16 @@ impl<'a> RoceV2Repr<'a> {
     }
 }
 
+/// The ICRC of `packet` (IP header through the end of the UDP payload, ICRC included) whose
+/// IP header is `ip_len` bytes and transport headers `roce_hdr` bytes.
+fn contiguous_icrc(packet: &[u8], ip_len: usize, roce_hdr: usize) -> Result<u32> {
+    let hdr_end = ip_len + udp::HEADER_LEN + roce_hdr;
+    let mut crc = icrc::start_packet(packet, hdr_end)?;
+    let end = packet.len().saturating_sub(ICRC_LEN).max(hdr_end);
+    crc.update(&packet[hdr_end..end]);
+    Ok(crc.finalize())
+}
+
 /// A checked, zero-copy view of a RoCEv2 IP packet: the receive fast path.
 ///
 /// [`new_checked`](Self::new_checked) validates the IP and UDP headers and the transport packet
@@ -211,8 +221,9 @@ pub struct RoceV2Packet<'a> {
     ip: IpRepr,
     udp: udp::Repr,
     roce: RocePacket<&'a [u8]>,
-    /// The IP and UDP headers as received, for an ICRC check after parsing.
-    head: &'a [u8],
+    /// The IP packet from its first byte to the end of the UDP payload, for an ICRC check
+    /// after parsing (the headers lie contiguously there).
+    packet: &'a [u8],
     icrc_checked: bool,
 }
 
@@ -246,10 +257,9 @@ impl<'a> RoceV2Packet<'a> {
                 return Err(Error::BadUdpChecksum);
             }
         }
-        let head = &ip_packet[..ip.header_len() + udp::HEADER_LEN];
+        let packet = &ip_packet[..ip.header_len() + udp::HEADER_LEN + udp_payload.len()];
         if checks.icrc {
-            let (ip_hdr, udp_hdr) = head.split_at(ip.header_len());
-            let computed = icrc::compute(ip_hdr, udp_hdr, roce.without_icrc())?;
+            let computed = contiguous_icrc(packet, ip.header_len(), roce.header_len())?;
             let received = roce.icrc();
             if computed != received {
                 return Err(Error::IcrcMismatch { computed, received });
@@ -260,14 +270,13 @@ impl<'a> RoceV2Packet<'a> {
             ip,
             udp,
             roce,
-            head,
+            packet,
             icrc_checked: checks.icrc,
         })
     }
 
     fn computed_icrc(&self) -> Result<u32> {
-        let (ip, udp) = self.head.split_at(self.ip.header_len());
-        icrc::compute(ip, udp, self.roce.without_icrc())
+        contiguous_icrc(self.packet, self.ip.header_len(), self.roce.header_len())
     }
 
     /// Whether the ICRC was verified when this view was made (`Checks::icrc`).
@@ -311,9 +320,9 @@ impl<'a> RoceV2Packet<'a> {
         if self.icrc_checked {
             return PayloadSource::from_slice(payload);
         }
-        let (ip, udp) = self.head.split_at(self.ip.header_len());
-        // `start` cannot fail on a view that parsed; if it did, the check fails.
-        let crc = icrc::start(ip, udp, &buf[..hdr]).ok();
+        let hdr_end = self.ip.header_len() + udp::HEADER_LEN + hdr;
+        // `start_packet` cannot fail on a view that parsed; if it did, the check fails.
+        let crc = icrc::start_packet(self.packet, hdr_end).ok();
         PayloadSource::unverified(payload, crc, &buf[end - pad..end], self.roce.icrc())
     }
 

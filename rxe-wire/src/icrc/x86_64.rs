@@ -37,6 +37,29 @@ const fn fold_pair(bits: u32) -> (i64, i64) {
     (k(bits + 32), k(bits - 32))
 }
 
+/// x^64 divided by P (the quotient), bit-reversed over 33 bits: Barrett's constant.
+const fn barrett_mu() -> i64 {
+    // Long division of x^64 by P over GF(2).
+    let mut rem: u128 = 1 << 64;
+    let mut q: u64 = 0;
+    let mut bit = 32;
+    loop {
+        if rem >> (bit + 32) & 1 != 0 {
+            rem ^= (P as u128) << bit;
+            q |= 1 << bit;
+        }
+        if bit == 0 {
+            break;
+        }
+        bit -= 1;
+    }
+    (q.reverse_bits() >> 31) as i64
+}
+
+/// P bit-reversed over its 33 bits.
+const P_REFLECTED: i64 = (P.reverse_bits() >> 31) as i64;
+const MU_REFLECTED: i64 = barrett_mu();
+
 const FOLD_2048: (i64, i64) = fold_pair(2048);
 const FOLD_512: (i64, i64) = fold_pair(512);
 const FOLD_384: (i64, i64) = fold_pair(384);
@@ -62,6 +85,107 @@ pub(super) fn available() -> bool {
             target_feature = "vpclmulqdq",
             target_feature = "pclmulqdq"
         ))
+    }
+}
+
+/// Whether this CPU runs [`crc_lanes`].
+#[inline]
+pub(super) fn lanes_available() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "pclmulqdq")
+    }
+}
+
+/// The raw CRC register after `data` from a zero register, for short inputs made of whole
+/// 16-byte lanes (the masked ICRC headers, left-padded with zeros, which a zero register
+/// ignores). `None` when `data` is empty or not a multiple of 16 bytes, or the CPU lacks
+/// PCLMULQDQ. One carry-less fold per lane instead of a table lookup per byte.
+#[inline]
+pub(super) fn crc_lanes(data: &[u8]) -> Option<u32> {
+    if data.is_empty() || !data.len().is_multiple_of(16) || !lanes_available() {
+        return None;
+    }
+    // SAFETY: PCLMULQDQ was checked just above (SSE2 is part of x86-64).
+    Some(unsafe { lanes_kernel(data) })
+}
+
+/// # Safety
+/// The CPU has PCLMULQDQ; `data` is a non-empty multiple of 16 bytes.
+#[target_feature(enable = "pclmulqdq,sse2")]
+unsafe fn lanes_kernel(data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(16);
+    // SAFETY: every chunk is exactly 16 readable bytes.
+    let load = |c: &[u8]| unsafe { _mm_loadu_si128(c.as_ptr().cast()) };
+    let mut acc = match chunks.next() {
+        Some(c) => load(c),
+        None => return 0,
+    };
+    for c in chunks {
+        acc = _mm_xor_si128(fold128(acc, FOLD_128), load(c));
+    }
+    reduce128(acc)
+}
+
+/// Length of a header mask for [`head_lanes`]: 16 bytes in front of the packet's first byte
+/// (twelve zeros, then four 0xFF standing for the LRH) and 96 over the packet's headers.
+pub(super) const MASK_LEN: usize = 112;
+
+/// The raw CRC register, from a zero register, after the ICRC's masked header block of a
+/// packet whose headers lie contiguously in `packet[..len]` (IP, UDP, BTH and extension
+/// headers): four 0xFF bytes, then those bytes ORed with `mask[16..]`. The lanes are loaded
+/// straight from the packet and masked in registers; nothing is copied to a buffer first.
+///
+/// `None` (use the byte path) when the CPU lacks PCLMULQDQ, or `len` is under 16, not a
+/// multiple of 4, over 92, or past the end of `packet`.
+#[inline]
+pub(super) fn head_lanes(packet: &[u8], len: usize, mask: &[u8; MASK_LEN]) -> Option<u32> {
+    if !(16..=92).contains(&len)
+        || !len.is_multiple_of(4)
+        || len > packet.len()
+        || !lanes_available()
+    {
+        return None;
+    }
+    // SAFETY: PCLMULQDQ was checked just above; the kernel reads `packet[..len]` and `mask`
+    // within their bounds (see its comments).
+    Some(unsafe { head_kernel(packet.as_ptr(), len, mask) })
+}
+
+/// # Safety
+/// The CPU has PCLMULQDQ; `packet` is valid for `len` bytes, `len` in `16..=92` and a
+/// multiple of 4.
+#[target_feature(enable = "pclmulqdq,sse2")]
+unsafe fn head_kernel(packet: *const u8, len: usize, mask: &[u8; MASK_LEN]) -> u32 {
+    // The block is the LRH's four bytes plus `len`, right-aligned to whole lanes: `skip`
+    // leading zeros (0, 4, 8 or 12), which a zero register ignores.
+    let total = (len + 4).next_multiple_of(16);
+    let skip = total - len - 4;
+    // SAFETY (whole body): lane k covers packet bytes `16k - skip - 4 ..` for 16 bytes; for
+    // k >= 1 that starts at or after byte 0 and the last lane ends at `len`. Lane 0 is the
+    // packet's first 16 bytes (len >= 16) shifted up by `skip + 4`. Mask lane k starts at
+    // `12 - skip + 16k`, and `12 + total <= MASK_LEN`.
+    unsafe {
+        let m = |k: usize| _mm_loadu_si128(mask.as_ptr().add(12 - skip + 16 * k).cast());
+        let first = _mm_loadu_si128(packet.cast());
+        let first = match skip {
+            0 => _mm_bslli_si128(first, 4),
+            4 => _mm_bslli_si128(first, 8),
+            8 => _mm_bslli_si128(first, 12),
+            _ => _mm_setzero_si128(),
+        };
+        let mut acc = _mm_or_si128(first, m(0));
+        let mut k = 1;
+        while 16 * k < total {
+            let lane = _mm_loadu_si128(packet.add(16 * k - skip - 4).cast());
+            acc = _mm_xor_si128(fold128(acc, FOLD_128), _mm_or_si128(lane, m(k)));
+            k += 1;
+        }
+        reduce128(acc)
     }
 }
 
@@ -92,12 +216,29 @@ fn reduce(x: __m512i) -> u32 {
         _mm_xor_si128(fold128(l0, FOLD_384), fold128(l1, FOLD_256)),
         _mm_xor_si128(fold128(l2, FOLD_128), l3),
     );
-    let mut rest = [0u8; 16];
-    // SAFETY: a 16-byte store into a 16-byte array.
-    unsafe { _mm_storeu_si128(rest.as_mut_ptr().cast(), acc) };
     // What is left is congruent to the whole input: its CRC from a zero register is the
     // register after the input.
-    super::soft_raw(0, &rest)
+    reduce128(acc)
+}
+
+/// The raw CRC, from a zero register, of the 16 bytes in `x`: folded to 64 bits, then to the
+/// 32-bit remainder by Barrett reduction (Intel's "Fast CRC Computation" paper, reflected).
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse2")]
+fn reduce128(x: __m128i) -> u32 {
+    let low32 = _mm_set_epi32(0, 0, 0, -1);
+    let folds = _mm_set_epi64x(k(64), k(96));
+    // The first eight bytes moved onto the last eight: 96 bits remain.
+    let x = _mm_xor_si128(_mm_clmulepi64_si128(x, folds, 0x00), _mm_srli_si128(x, 8));
+    // The first four onto the rest: 64 bits remain.
+    let x = _mm_xor_si128(
+        _mm_clmulepi64_si128(_mm_and_si128(x, low32), folds, 0x10),
+        _mm_srli_si128(x, 4),
+    );
+    let pu = _mm_set_epi64x(MU_REFLECTED, P_REFLECTED);
+    let t1 = _mm_clmulepi64_si128(_mm_and_si128(x, low32), pu, 0x10);
+    let t2 = _mm_clmulepi64_si128(_mm_and_si128(t1, low32), pu, 0x00);
+    _mm_cvtsi128_si32(_mm_srli_si128(_mm_xor_si128(x, t2), 4)) as u32
 }
 
 #[inline]
