@@ -309,6 +309,7 @@ static HEAD_MASK_V6: [u8; x86_64::MASK_LEN] = head_mask(ipv6::HEADER_LEN);
 /// Like [`start`], for headers that lie contiguously: `packet` starts with the IP header, and
 /// `packet[..hdr_end]` holds it, the UDP header, the BTH and the extension headers. Loads the
 /// headers straight from the packet into carry-less folds where the CPU allows.
+#[inline]
 pub(crate) fn start_packet(packet: &[u8], hdr_end: usize) -> Result<Crc32> {
     let ip_len = match packet.first().map(|b| b >> 4) {
         Some(4) => ipv4::HEADER_LEN,

@@ -61,6 +61,15 @@ const P_REFLECTED: i64 = (P.reverse_bits() >> 31) as i64;
 const MU_REFLECTED: i64 = barrett_mu();
 
 const FOLD_2048: (i64, i64) = fold_pair(2048);
+/// `LANE_FOLDS[j]` moves a 16-byte lane `j` lanes further (index 0 is unused).
+const LANE_FOLDS: [(i64, i64); 6] = [
+    (0, 0),
+    fold_pair(128),
+    fold_pair(256),
+    fold_pair(384),
+    fold_pair(512),
+    fold_pair(640),
+];
 const FOLD_512: (i64, i64) = fold_pair(512);
 const FOLD_384: (i64, i64) = fold_pair(384);
 const FOLD_256: (i64, i64) = fold_pair(256);
@@ -178,11 +187,19 @@ unsafe fn head_kernel(packet: *const u8, len: usize, mask: &[u8; MASK_LEN]) -> u
             8 => _mm_bslli_si128(first, 12),
             _ => _mm_setzero_si128(),
         };
-        let mut acc = _mm_or_si128(first, m(0));
+        // Every lane but the last moves onto the last at once (independent multiplies, no
+        // chain through an accumulator): lane k by 128 bits times the lanes after it.
+        let lanes = total / 16;
+        let mut acc = fold128(_mm_or_si128(first, m(0)), LANE_FOLDS[lanes - 1]);
         let mut k = 1;
-        while 16 * k < total {
-            let lane = _mm_loadu_si128(packet.add(16 * k - skip - 4).cast());
-            acc = _mm_xor_si128(fold128(acc, FOLD_128), _mm_or_si128(lane, m(k)));
+        while k < lanes {
+            let lane = _mm_or_si128(_mm_loadu_si128(packet.add(16 * k - skip - 4).cast()), m(k));
+            let moved = if k + 1 == lanes {
+                lane
+            } else {
+                fold128(lane, LANE_FOLDS[lanes - 1 - k])
+            };
+            acc = _mm_xor_si128(acc, moved);
             k += 1;
         }
         reduce128(acc)
