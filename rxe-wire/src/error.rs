@@ -126,6 +126,9 @@ pub enum Unsupported {
     StackedVlan,
     /// Link type of a capture file that is not Ethernet, raw IP or Linux cooked.
     LinkType(u32),
+    /// A UDP checksum asked of a [`PacketTemplate`](crate::PacketTemplate): it covers the
+    /// payload, so it cannot be pre-rendered.
+    TemplateUdpChecksum,
 }
 
 impl fmt::Display for Error {
@@ -211,6 +214,7 @@ impl fmt::Display for Unsupported {
             Unsupported::Ipv4Fragment => f.write_str("IPv4 fragment"),
             Unsupported::StackedVlan => f.write_str("stacked VLAN tags"),
             Unsupported::LinkType(l) => write!(f, "capture link type {l}"),
+            Unsupported::TemplateUdpChecksum => f.write_str("UDP checksum in a packet template"),
         }
     }
 }

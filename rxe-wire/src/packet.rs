@@ -175,19 +175,10 @@ impl<'a> RoceV2Repr<'a> {
         }
         self.udp
             .emit(&mut buf[ip_len..], udp_len - udp::HEADER_LEN)?;
-        let crc = icrc::start_packet(buf, ip_len + udp::HEADER_LEN + hdr)?;
-        let (_, rest) = buf.split_at_mut(ip_len);
-        let (udp_hdr, transport) = rest.split_at_mut(udp::HEADER_LEN);
-        let t_end = transport.len() - ICRC_LEN;
-        let (_, body) = transport.split_at_mut(hdr);
-        let (payload, tail) = body.split_at_mut(payload_len);
-        let mut sink = PayloadSink::new(payload, crc);
-        fill(&mut sink);
-        let mut crc = sink.finish();
-        let pad_len = t_end - hdr - payload_len;
-        crc.update(&tail[..pad_len]);
-        tail[pad_len..].copy_from_slice(&crc.finalize().to_le_bytes());
+        emit_body(buf, ip_len + udp::HEADER_LEN + hdr, payload_len, fill)?;
         if self.udp.checksum {
+            let (_, rest) = buf.split_at_mut(ip_len);
+            let (udp_hdr, transport) = rest.split_at_mut(udp::HEADER_LEN);
             let acc = self.ip.pseudo_header_sum(udp_len as u16);
             let acc = checksum::sum(checksum::sum(acc, udp_hdr), transport);
             let c = match checksum::finish(acc) {
@@ -198,6 +189,30 @@ impl<'a> RoceV2Repr<'a> {
         }
         Ok(len)
     }
+}
+
+/// The part of every emit after the headers: runs `fill` over the payload through a
+/// [`PayloadSink`] (copy and ICRC in one pass), then covers the pad and stores the ICRC.
+/// `packet` is the whole IP packet, its headers written up to `hdr_end` and its pad and ICRC
+/// zeroed.
+pub(crate) fn emit_body(
+    packet: &mut [u8],
+    hdr_end: usize,
+    payload_len: usize,
+    fill: impl FnOnce(&mut PayloadSink<'_>),
+) -> Result<()> {
+    let crc = icrc::start_packet(packet, hdr_end)?;
+    let t_end = packet.len() - ICRC_LEN;
+    let (payload, tail) = packet[hdr_end..].split_at_mut(payload_len);
+    let mut sink = PayloadSink::new(payload, crc);
+    fill(&mut sink);
+    let mut crc = sink.finish();
+    let pad_len = t_end - hdr_end - payload_len;
+    if pad_len != 0 {
+        crc.update(&tail[..pad_len]);
+    }
+    tail[pad_len..].copy_from_slice(&crc.finalize().to_le_bytes());
+    Ok(())
 }
 
 /// The ICRC of `packet` (IP header through the end of the UDP payload, ICRC included) whose

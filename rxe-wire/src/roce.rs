@@ -181,30 +181,41 @@ impl<'a> RoceRepr<'a> {
         buf: &mut [u8],
         payload_len: usize,
     ) -> Result<(usize, usize)> {
-        let opcode = self.bth.opcode;
-        let info = info(opcode)?;
-        if self.ext.header_set() != info.headers {
-            return Err(Error::BadOpcodeLayout(opcode));
-        }
-        check_payload(info, opcode, payload_len)?;
-        let pad = usize::from(self.bth.pad_count);
-        if pad > 3 || (pad != 0 && !info.has_payload()) {
-            return Err(Error::BadPad {
-                pad: self.bth.pad_count,
-                available: payload_len,
-            });
-        }
-        let hdr = info.header_len();
-        let len = hdr + payload_len + pad + ICRC_LEN;
-        if buf.len() < len {
-            return Err(Error::BufferTooSmall { required: len });
-        }
-        self.bth
-            .emit(&mut bth::Packet::new_unchecked(&mut buf[..bth::HEADER_LEN]));
-        self.ext.emit(&mut buf[bth::HEADER_LEN..hdr]);
-        buf[hdr + payload_len..len].fill(0);
-        Ok((hdr, len))
+        emit_transport_headers(&self.bth, &self.ext, buf, payload_len)
     }
+}
+
+/// [`RoceRepr::emit_headers`] from its parts: checks the layout for `payload_len` bytes of
+/// payload, then writes BTH and extension headers and zeroes pad and ICRC; returns (header
+/// length, whole length). Nothing is written on error.
+pub(crate) fn emit_transport_headers(
+    bth: &bth::Repr,
+    ext: &ExtHeaders,
+    buf: &mut [u8],
+    payload_len: usize,
+) -> Result<(usize, usize)> {
+    let opcode = bth.opcode;
+    let info = info(opcode)?;
+    if ext.header_set() != info.headers {
+        return Err(Error::BadOpcodeLayout(opcode));
+    }
+    check_payload(info, opcode, payload_len)?;
+    let pad = usize::from(bth.pad_count);
+    if pad > 3 || (pad != 0 && !info.has_payload()) {
+        return Err(Error::BadPad {
+            pad: bth.pad_count,
+            available: payload_len,
+        });
+    }
+    let hdr = info.header_len();
+    let len = hdr + payload_len + pad + ICRC_LEN;
+    if buf.len() < len {
+        return Err(Error::BufferTooSmall { required: len });
+    }
+    bth.emit(&mut bth::Packet::new_unchecked(&mut buf[..bth::HEADER_LEN]));
+    ext.emit(&mut buf[bth::HEADER_LEN..hdr]);
+    buf[hdr + payload_len..len].fill(0);
+    Ok((hdr, len))
 }
 
 /// A checked, zero-copy view of a transport packet: the UDP payload from the BTH to the ICRC.

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use rxe_wire::{
     aeth, atmack, atmeth, bth, deth, ethernet, feth, icrc, ieth, ipv4, ipv6, opcode, reth, udp,
     Checks, ExtHeaders, FrameRepr, HeaderSet, ImmDt, IpRepr, MacAddr, Msn, Opcode, PKey,
-    PayloadRule, Psn, QKey, Qpn, Rkey, RoceRepr, RoceV2Repr, Syndrome,
+    PacketTemplate, PayloadRule, Psn, QKey, Qpn, Rkey, RoceRepr, RoceV2Repr, Syndrome,
 };
 
 fn arb_opcode() -> impl Strategy<Value = Opcode> {
@@ -204,6 +204,33 @@ proptest! {
         let n = empty.emit_with(&mut b, parts.payload.len(), |d| d.copy_from_slice(&parts.payload));
         prop_assert_eq!(n, Ok(a.len()));
         prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn template_emit_equals_emit_for_every_opcode(parts in arb_parts()) {
+        let frame = frame_of(&parts);
+        let packet = frame.packet;
+        let mut a = vec![0u8; packet.buffer_len()];
+        prop_assert_eq!(packet.emit(&mut a), Ok(a.len()));
+        let udp = udp::Repr { checksum: false, ..packet.udp };
+        // The template renders the IP header without the Identification: given per packet.
+        let ident = match packet.ip { IpRepr::V4(r) => r.ident, IpRepr::V6(_) => 0 };
+        let template = PacketTemplate::new(&packet.ip, &udp).unwrap();
+        let mut b = vec![0xa5u8; a.len() + 8];
+        let n = template.emit_with_sink(
+            &mut b, ident, &packet.roce.bth, &packet.roce.ext, parts.payload.len(),
+            |s| { s.copy_from(&parts.payload); },
+        );
+        if packet.udp.checksum {
+            // The generic emit wrote a UDP checksum; the template path never does.
+            let mut a2 = vec![0u8; a.len()];
+            let plain = RoceV2Repr { udp, ..packet };
+            prop_assert_eq!(plain.emit(&mut a2), Ok(a.len()));
+            a = a2;
+        }
+        prop_assert_eq!(n, Ok(a.len()));
+        prop_assert_eq!(&b[..a.len()], &a[..]);
+        prop_assert!(b[a.len()..].iter().all(|&x| x == 0xa5));
     }
 
     #[test]

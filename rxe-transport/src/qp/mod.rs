@@ -42,8 +42,8 @@ use core::net::IpAddr;
 
 use heapless::Deque;
 use rxe_wire::{
-    bth, ipv4, ipv6, udp, ExtHeaders, IpRepr, Opcode, PayloadSink, Psn, Qpn, RoceRepr,
-    RoceV2Packet, RoceV2Repr,
+    bth, ipv4, ipv6, udp, ExtHeaders, IpRepr, Opcode, PacketTemplate, PayloadSink, Psn, Qpn,
+    RoceRepr, RoceV2Packet, RoceV2Repr,
 };
 
 pub use self::attr::{udp_sport, AddressVector, Attrs, Mtu, QpAttr};
@@ -245,6 +245,9 @@ pub struct Qp<const SQ: usize, const RQ: usize> {
     counters: Counters,
     events: Deque<QpEvent, 4>,
     ident: u16,
+    /// The connection's IP and UDP headers, rendered on first use after the address or
+    /// destination changes (RC and UC; UD addresses every request on its own).
+    template: Option<PacketTemplate>,
     sqd_notify_pending: bool,
 }
 
@@ -268,6 +271,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
             counters: Counters::default(),
             events: Deque::new(),
             ident: cfg.ipv4_ident,
+            template: None,
             sqd_notify_pending: false,
         })
     }
@@ -371,6 +375,8 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
     }
 
     fn apply(&mut self, a: &QpAttr) {
+        // Rendered headers follow the attributes.
+        self.template = None;
         let t = &mut self.attrs;
         if let Some(v) = a.access {
             t.access = v;
@@ -419,6 +425,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
 
     fn reset(&mut self) {
         self.attrs = Attrs::default();
+        self.template = None;
         self.sq.clear();
         self.rq.clear();
         self.send_cq.clear();
@@ -697,10 +704,12 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         payload_len: usize,
         fill: impl FnOnce(&mut PayloadSink<'_>),
     ) -> Option<usize> {
+        let template = (self.cfg.qp_type != QpType::Ud).then_some(&mut self.template);
         emit_to(
             &self.attrs,
             &self.cfg,
             &mut self.ident,
+            template,
             buf,
             bth,
             ext,
@@ -834,6 +843,7 @@ pub(crate) fn emit_to(
     attrs: &Attrs,
     cfg: &QpConfig,
     ident: &mut u16,
+    template: Option<&mut Option<PacketTemplate>>,
     buf: &mut [u8],
     bth: bth::Repr,
     ext: ExtHeaders,
@@ -841,19 +851,58 @@ pub(crate) fn emit_to(
     fill: impl FnOnce(&mut PayloadSink<'_>),
 ) -> Option<usize> {
     let av = attrs.av?;
-    let ip = match (av.sgid, av.dgid) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            let id = *ident;
-            *ident = ident.wrapping_add(cfg.ipv4_ident_step);
-            IpRepr::V4(ipv4::Repr {
-                src,
-                dst,
-                tos: av.traffic_class,
-                ident: id,
-                dont_frag: true,
-                ttl: av.hop_limit,
-            })
+    let id = *ident;
+    let (ip, udp) = match template {
+        Some(slot) => {
+            if slot.is_none() {
+                let (ip, udp) = headers(attrs, &av, cfg, id)?;
+                *slot = PacketTemplate::new(&ip, &udp).ok();
+            }
+            if let Some(t) = slot {
+                if t.ip_header_len() == ipv4::HEADER_LEN {
+                    *ident = id.wrapping_add(cfg.ipv4_ident_step);
+                }
+                return t
+                    .emit_with_sink(buf, id, &bth, &ext, payload_len, fill)
+                    .ok();
+            }
+            headers(attrs, &av, cfg, id)?
         }
+        None => headers(attrs, &av, cfg, id)?,
+    };
+    if let IpRepr::V4(_) = ip {
+        *ident = id.wrapping_add(cfg.ipv4_ident_step);
+    }
+    let mut bth = bth;
+    bth.pad_count = rxe_wire::pad_for(payload_len);
+    let repr = RoceV2Repr {
+        ip,
+        udp,
+        roce: RoceRepr {
+            bth,
+            ext,
+            payload: &[],
+        },
+    };
+    repr.emit_with_sink(buf, payload_len, fill).ok()
+}
+
+/// The IP and UDP headers toward `av` (IPv4 Identification `ident`).
+fn headers(
+    attrs: &Attrs,
+    av: &AddressVector,
+    cfg: &QpConfig,
+    ident: u16,
+) -> Option<(IpRepr, udp::Repr)> {
+    let ip = match (av.sgid, av.dgid) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => IpRepr::V4(ipv4::Repr {
+            src,
+            dst,
+            tos: av.traffic_class,
+            ident,
+            dont_frag: true,
+            ttl: av.hop_limit,
+        }),
         (IpAddr::V6(src), IpAddr::V6(dst)) => IpRepr::V6(ipv6::Repr {
             src,
             dst,
@@ -867,22 +916,12 @@ pub(crate) fn emit_to(
         .udp_sport
         .or(av.udp_sport)
         .unwrap_or_else(|| udp_sport(av.flow_label, cfg.qpn, attrs.dest_qp));
-    let mut bth = bth;
-    bth.pad_count = rxe_wire::pad_for(payload_len);
-    let repr = RoceV2Repr {
-        ip,
-        udp: udp::Repr {
-            src_port: sport,
-            dst_port: udp::ROCE_PORT,
-            checksum: false,
-        },
-        roce: RoceRepr {
-            bth,
-            ext,
-            payload: &[],
-        },
+    let udp = udp::Repr {
+        src_port: sport,
+        dst_port: udp::ROCE_PORT,
+        checksum: false,
     };
-    repr.emit_with_sink(buf, payload_len, fill).ok()
+    Some((ip, udp))
 }
 
 /// The completion status a NAK gives the request it answers (and the event of the responder
