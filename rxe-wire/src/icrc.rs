@@ -107,12 +107,10 @@ pub fn crc32(crc: u32, data: &[u8]) -> u32 {
     c.finalize()
 }
 
-/// A running CRC-32 on the fastest engine of this build (one CPU-feature check per packet).
-#[derive(Clone)]
+/// A running CRC-32 on the fastest engine of this build.
+#[derive(Clone, Copy)]
 pub struct Crc32 {
-    #[cfg(feature = "fast-crc")]
-    hasher: crc32fast::Hasher,
-    #[cfg(not(feature = "fast-crc"))]
+    /// The zlib CRC value of everything added so far.
     crc: u32,
 }
 
@@ -120,18 +118,21 @@ impl Crc32 {
     /// Starts from `crc`, a previous zlib CRC value (0 for none).
     #[inline]
     pub fn new(crc: u32) -> Crc32 {
-        Crc32 {
-            #[cfg(feature = "fast-crc")]
-            hasher: crc32fast::Hasher::new_with_initial(crc),
-            #[cfg(not(feature = "fast-crc"))]
-            crc,
-        }
+        Crc32 { crc }
     }
     /// Adds `data`.
     #[inline]
     pub fn update(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         #[cfg(feature = "fast-crc")]
-        self.hasher.update(data);
+        {
+            // The engine is picked here, per call with data, not when the CRC starts.
+            let mut h = crc32fast::Hasher::new_with_initial(self.crc);
+            h.update(data);
+            self.crc = h.finalize();
+        }
         #[cfg(not(feature = "fast-crc"))]
         {
             self.crc = soft::crc32(self.crc, data);
@@ -146,10 +147,9 @@ impl Crc32 {
         let (dst, src) = (&mut dst[..n], &src[..n]);
         #[cfg(target_arch = "x86_64")]
         let done = {
-            let (reg, done) = x86_64::copy_crc(!self.clone().finalize(), dst, src);
-            if done != 0 {
-                *self = Crc32::new(!reg);
-            }
+            // zlib values are the raw register inverted.
+            let (reg, done) = x86_64::copy_crc(!self.crc, dst, src);
+            self.crc = !reg;
             done
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -161,10 +161,7 @@ impl Crc32 {
     /// Returns the zlib CRC value of everything added.
     #[inline]
     pub fn finalize(self) -> u32 {
-        #[cfg(feature = "fast-crc")]
-        return self.hasher.finalize();
-        #[cfg(not(feature = "fast-crc"))]
-        return self.crc;
+        self.crc
     }
 }
 
