@@ -154,8 +154,10 @@ impl Crc32 {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let done = 0;
-        dst[done..].copy_from_slice(&src[done..]);
-        self.update(&dst[done..]);
+        if done < n {
+            dst[done..].copy_from_slice(&src[done..]);
+            self.update(&dst[done..]);
+        }
         n
     }
     /// Returns the zlib CRC value of everything added.
