@@ -12,7 +12,8 @@
 //!
 //! `parse_repr` builds the whole `RoceV2Repr` (all checks) for comparison; `emit` writes the
 //! packet with its ICRC, `emit_fused` the same with the payload copied in through a
-//! `PayloadSink` (copy and ICRC in one pass); `icrc_headers` is `parse_headers` plus the ICRC of
+//! `PayloadSink` (copy and ICRC in one pass), `emit_template` that through a `PacketTemplate`
+//! (a connected QP's IP and UDP headers rendered once); `icrc_headers` is `parse_headers` plus the ICRC of
 //! the 56 header bytes (IPv4, UDP, BTH, RETH) loaded in place from the packet, the part of
 //! every packet's ICRC that is not payload;
 //! `verify_ipv4_ident` is the UDP-socket receive check, which solves the IPv4 Identification
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use rxe_wire::{
     bth, ethernet, icrc, ipv4, reth, udp, Checks, ExtHeaders, FrameRepr, IpRepr, IpVersion,
-    MacAddr, Opcode, PKey, Psn, Qpn, Rkey, RoceRepr, RoceV2Packet, RoceV2Repr,
+    MacAddr, Opcode, PKey, PacketTemplate, Psn, Qpn, Rkey, RoceRepr, RoceV2Packet, RoceV2Repr,
 };
 
 /// Payload of the benchmark packet: one 4 KiB page, as rxe sends with a 4096 MTU.
@@ -115,7 +116,14 @@ type Bench<'a> = (&'static str, Box<dyn FnMut() + 'a>);
 /// The benchmarks over `ip` (the emitted IP packet) and `packet` (its repr), writing into
 /// `out` for `emit`.
 fn benches<'a>(ip: &'a [u8], packet: &'a RoceV2Repr<'a>, out: &'a mut [u8]) -> Vec<Bench<'a>> {
-    let (out, out2) = out.split_at_mut(out.len() / 2);
+    let third = out.len() / 3;
+    let (out, rest) = out.split_at_mut(third);
+    let (out2, out3) = rest.split_at_mut(third);
+    let template = PacketTemplate::new(&packet.ip, &packet.udp).expect("template");
+    let ident = match packet.ip {
+        IpRepr::V4(r) => r.ident,
+        IpRepr::V6(_) => 0,
+    };
     let solver = icrc::ipv4_ident::IdentSolver::new(ip.len() - 28 - 4);
     vec![
         (
@@ -167,6 +175,24 @@ fn benches<'a>(ip: &'a [u8], packet: &'a RoceV2Repr<'a>, out: &'a mut [u8]) -> V
                         s.copy_from(payload);
                     });
                 black_box(n.expect("emit_fused"));
+            }),
+        ),
+        (
+            "emit_template",
+            Box::new(move || {
+                // The connected-QP send path: IP and UDP from a PacketTemplate, payload fused.
+                let roce = &black_box(packet).roce;
+                let n = template.emit_with_sink(
+                    black_box(&mut *out3),
+                    ident,
+                    &roce.bth,
+                    &roce.ext,
+                    roce.payload.len(),
+                    |s| {
+                        s.copy_from(roce.payload);
+                    },
+                );
+                black_box(n.expect("emit_template"));
             }),
         ),
         (
@@ -329,6 +355,10 @@ fn summary(ip: &[u8], packet: &RoceV2Repr<'_>, out: &mut [u8], budget: Duration)
         icrc::fused_copy_available()
     );
     println!(
+        "emit_template/bare = {:.2}x (PacketTemplate: IP and UDP rendered once)",
+        ns("emit_template") / bare
+    );
+    println!(
         "icrc_headers  = {:.1} ns ({:.1} ns over parse_headers)",
         ns("icrc_headers"),
         ns("icrc_headers") - ns("parse_headers")
@@ -354,7 +384,7 @@ fn main() {
     let ip = &frame_buf[frame.eth.header_len()..];
     let packet = RoceV2Repr::parse(ip).expect("the benchmark frame parses with every check");
     assert_eq!(packet, frame.packet);
-    let mut out = vec![0u8; 2 * packet.buffer_len()];
+    let mut out = vec![0u8; 3 * packet.buffer_len()];
 
     let mut c = Criterion::default().configure_from_args();
     {

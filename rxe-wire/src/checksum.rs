@@ -60,7 +60,11 @@ mod tests {
         let data: [u8; 1500] = core::array::from_fn(|i| (i as u8).wrapping_mul(199) ^ 0xf3);
         for len in (0..64).chain([1499, 1500]) {
             for acc in [0u32, 1, 0xffff, 0x1_2345, 0xffff_fffe] {
-                assert_eq!(sum(acc, &data[..len]), reference(fold(acc), &data[..len]), "len {len}");
+                assert_eq!(
+                    sum(acc, &data[..len]),
+                    reference(fold(acc), &data[..len]),
+                    "len {len}"
+                );
             }
         }
         assert_eq!(sum(0, &[0xff; 4000]), 0xffff);

@@ -32,7 +32,18 @@
 //!
 //! With the default `fast-crc` feature the ICRC goes through `crc32fast` (PCLMULQDQ): about
 //! 0.1 µs per 4 KiB packet. Without it, a slice-by-8 table CRC in pure `core` (about 20 times
-//! slower); the two are tested to agree.
+//! slower); the two are tested to agree. On x86-64 three kernels of our own sit on the hot
+//! path, each tested against the table CRC:
+//!
+//! - payload copy and CRC in one pass (AVX-512 + VPCLMULQDQ), for [`PayloadSink`] and
+//!   [`PayloadSource`]: copying into or out of a packet costs about what the CRC alone does;
+//! - the masked header block (IP, UDP, BTH, extension headers) loaded straight from the packet
+//!   in 16-byte lanes, masked in registers and folded with PCLMULQDQ: no copy into a scratch
+//!   block, no table lookups;
+//! - a Barrett reduction that ends both.
+//!
+//! A connected QP's IP and UDP headers can be rendered once ([`PacketTemplate`]), so a packet
+//! costs a copy of them and a few patched fields.
 //!
 //! ## Example
 //!

@@ -18,7 +18,33 @@ use crate::{bth, checksum, icrc::ICRC_LEN, ipv4, ipv6, udp};
 /// Room for the longest rendered header: IPv6 and UDP.
 const HEAD_LEN: usize = ipv6::HEADER_LEN + udp::HEADER_LEN;
 
-/// The IP and UDP headers of one connection, rendered once (see the [module](self) docs).
+/// The IP and UDP headers of one connection, rendered once, as an RNIC keeps them in its QP
+/// context: per packet only the IP length (and for IPv4 the Identification and the header
+/// checksum), the UDP length and the transport headers are written. The bytes are those of
+/// [`RoceV2Repr::emit_with_sink`](crate::RoceV2Repr::emit_with_sink).
+///
+/// ```
+/// use core::net::Ipv4Addr;
+/// use rxe_wire::{bth, ipv4, udp, ExtHeaders, IpRepr, Opcode, PKey, PacketTemplate, Psn, Qpn};
+///
+/// let ip = IpRepr::V4(ipv4::Repr {
+///     src: Ipv4Addr::new(10, 0, 0, 1), dst: Ipv4Addr::new(10, 0, 0, 2),
+///     tos: 0, ident: 0, dont_frag: true, ttl: 64,
+/// });
+/// let udp = udp::Repr { src_port: 0xc000, dst_port: udp::ROCE_PORT, checksum: false };
+/// let template = PacketTemplate::new(&ip, &udp)?;
+/// let bth = bth::Repr {
+///     opcode: Opcode::RC_SEND_ONLY, solicited: false, mig_req: false, pad_count: 0,
+///     pkey: PKey::DEFAULT, fecn: false, becn: false, dest_qp: Qpn::new(0x11),
+///     ack_req: true, psn: Psn::new(7),
+/// };
+/// let mut buf = [0u8; 128];
+/// let n = template.emit_with_sink(&mut buf, 1, &bth, &ExtHeaders::default(), 5, |sink| {
+///     sink.copy_from(b"hello");
+/// })?;
+/// assert_eq!(n, 20 + 8 + 12 + 5 + 3 + 4);
+/// # Ok::<(), rxe_wire::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct PacketTemplate {
     /// IP and UDP headers with the per-packet fields zero.
