@@ -81,43 +81,91 @@ pub(super) const MIN_LEN: usize = 256;
 /// Whether this CPU runs [`copy_crc`].
 #[inline]
 pub(super) fn available() -> bool {
-    #[cfg(feature = "std")]
-    {
-        use core::sync::atomic::{AtomicU8, Ordering};
-        // 0: not asked yet, 1: yes, 2: no. One load per packet instead of three lookups.
-        static FUSED: AtomicU8 = AtomicU8::new(0);
-        match FUSED.load(Ordering::Relaxed) {
-            1 => true,
-            2 => false,
-            _ => {
-                let yes = std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("vpclmulqdq")
-                    && std::is_x86_feature_detected!("pclmulqdq");
-                FUSED.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
-                yes
-            }
-        }
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(all(
-            target_feature = "avx512f",
-            target_feature = "vpclmulqdq",
-            target_feature = "pclmulqdq"
-        ))
-    }
+    cpu::features() & cpu::FUSED != 0
 }
 
-/// Whether this CPU runs [`crc_lanes`].
+/// Whether this CPU runs [`crc_lanes`] and [`head_lanes`].
 #[inline]
 pub(super) fn lanes_available() -> bool {
-    #[cfg(feature = "std")]
-    {
-        std::is_x86_feature_detected!("pclmulqdq")
+    cpu::features() & cpu::PCLMUL != 0
+}
+
+/// The CPU features the kernels need, found once with CPUID and XGETBV: no `std` needed, so
+/// `no_std` builds (firmware, the kernel-style host, the C library without std) pick the fused
+/// kernels at run time too. AVX-512 counts only when the OS saves its registers (XCR0).
+mod cpu {
+    use core::arch::x86_64::{__cpuid_count, _xgetbv, CpuidResult};
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// PCLMULQDQ.
+    pub(super) const PCLMUL: u8 = 1;
+    /// AVX-512F, VPCLMULQDQ and PCLMULQDQ, with the OS saving the AVX-512 state.
+    pub(super) const FUSED: u8 = 2;
+    const KNOWN: u8 = 0x80;
+
+    static FEATURES: AtomicU8 = AtomicU8::new(0);
+
+    /// The feature bits; the first call detects them.
+    #[inline]
+    pub(super) fn features() -> u8 {
+        let f = FEATURES.load(Ordering::Relaxed);
+        if f & KNOWN != 0 {
+            return f;
+        }
+        let f = detect() | KNOWN;
+        FEATURES.store(f, Ordering::Relaxed);
+        f
     }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(target_feature = "pclmulqdq")
+
+    #[cold]
+    fn detect() -> u8 {
+        let cpuid = |leaf, sub| -> CpuidResult {
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID exists on every x86-64 CPU; callers ask only for leaves up to the
+            // highest one leaf 0 reports (the intrinsic is `unsafe` on older toolchains).
+            unsafe {
+                __cpuid_count(leaf, sub)
+            }
+        };
+        let max_leaf = cpuid(0, 0).eax;
+        let l1 = cpuid(1, 0);
+        let pclmul = l1.ecx & (1 << 1) != 0;
+        let osxsave = l1.ecx & (1 << 27) != 0;
+        let mut f = if pclmul { PCLMUL } else { 0 };
+        if osxsave && max_leaf >= 7 {
+            // SAFETY: OSXSAVE says XGETBV is enabled.
+            let xcr0 = unsafe { xgetbv0() };
+            // SSE, AVX, opmask, ZMM upper halves and ZMM16-31 state all enabled by the OS.
+            let os_avx512 = xcr0 & 0xe6 == 0xe6;
+            let l7 = cpuid(7, 0);
+            let avx512f = l7.ebx & (1 << 16) != 0;
+            let vpclmulqdq = l7.ecx & (1 << 10) != 0;
+            if pclmul && os_avx512 && avx512f && vpclmulqdq {
+                f |= FUSED;
+            }
+        }
+        f
+    }
+
+    /// # Safety
+    /// The CPU has XSAVE and the OS enabled it (CPUID.1:ECX.OSXSAVE).
+    #[target_feature(enable = "xsave")]
+    unsafe fn xgetbv0() -> u64 {
+        _xgetbv(0)
+    }
+
+    #[cfg(all(test, feature = "std"))]
+    mod tests {
+        #[test]
+        fn agrees_with_std_detection() {
+            let f = super::features();
+            let pclmul = std::is_x86_feature_detected!("pclmulqdq");
+            let fused = pclmul
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("vpclmulqdq");
+            assert_eq!(f & super::PCLMUL != 0, pclmul);
+            assert_eq!(f & super::FUSED != 0, fused);
+        }
     }
 }
 
