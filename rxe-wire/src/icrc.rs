@@ -83,13 +83,6 @@ pub mod ipv4_ident;
 #[allow(unsafe_code)]
 mod x86_64;
 
-/// Table CRC on the raw register (no pre/post inversion): the reference the kernels are tested
-/// against.
-#[cfg(test)]
-fn soft_raw(reg: u32, data: &[u8]) -> u32 {
-    !soft::crc32(!reg, data)
-}
-
 /// Whether [`Crc32::copy_update`] fuses the copy and the CRC on this machine (x86-64 with
 /// AVX-512 and VPCLMULQDQ); otherwise it copies, then runs the CRC over the copy.
 pub fn fused_copy_available() -> bool {
@@ -189,23 +182,13 @@ const TABLES_CONST: [u32; 256] = make_tables()[0];
 /// (Linux keeps the raw register instead: `!LRH_CRC == 0xdebb20e3`.)
 pub const LRH_CRC: u32 = const_crc32(&[0xff; 8]);
 
-/// The buffer the masked headers are hashed in: room for the largest header set (4 + IPv6 40 +
-/// UDP 8 + BTH 12 + AtomicETH 28 = 92 bytes), rounded up to whole 16-byte lanes.
-const HEAD_BLOCK: usize = 96;
+/// The most header bytes one header block takes: IPv6 40 + UDP 8 + BTH 12 + AtomicETH 28 = 88,
+/// rounded up to a 16-byte lane with the LRH's four bytes in front.
+const MAX_HEADERS: usize = 92;
 
-/// The raw CRC register after `block` from a zero register. `block` is whole 16-byte lanes
-/// whose first `skip` bytes are zero padding: a zero register is unchanged by leading zeros, so
-/// the carry-less kernel takes the padded lanes while the other engines skip the padding.
-#[inline]
-fn head_crc(block: &[u8], skip: usize) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(reg) = x86_64::crc_lanes(block) {
-        return reg;
-    }
-    let mut crc = Crc32::new(!0);
-    crc.update(&block[skip..]);
-    !crc.finalize()
-}
+/// Length of a header mask: 16 bytes in front of the IP header (twelve zeros, then four 0xFF
+/// standing for the LRH) and one byte per header byte.
+const MASK_LEN: usize = 16 + MAX_HEADERS + 4;
 
 /// Computes the ICRC of a RoCEv2 packet from its raw parts.
 ///
@@ -220,60 +203,38 @@ pub fn compute(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<
 /// The running ICRC after `ip_header`, `udp_header` (both masked) and `transport` (BTH masked):
 /// continue it over what follows `transport` in the packet, then finalize.
 pub(crate) fn start(ip_header: &[u8], udp_header: &[u8], transport: &[u8]) -> Result<Crc32> {
-    let ip_len = match ip_header.first().map(|b| b >> 4) {
-        Some(4) => ipv4::HEADER_LEN,
-        Some(6) => ipv6::HEADER_LEN,
-        Some(v) => return Err(Error::BadIpVersion(v)),
-        None => return Err(Error::Truncated { needed: 1, got: 0 }),
-    };
+    let ip_len = ip_header_len(ip_header)?;
     crate::error::check_len(ip_header, ip_len)?;
     crate::error::check_len(udp_header, udp::HEADER_LEN)?;
     crate::error::check_len(transport, bth::HEADER_LEN)?;
-
-    // The LRH's eight 0xFF bytes from the all-ones register are the same as four 0xFF bytes
-    // from a zero register (the first four cancel the register): so the masked headers follow
-    // four 0xFF bytes in one buffer with the extension headers, and one CRC call covers them.
-    // The buffer is right-aligned to whole 16-byte lanes, zeros in front.
-    let fixed = 4 + ip_len + udp::HEADER_LEN + bth::HEADER_LEN;
-    // The extension headers, at most (AtomicETH is the longest); the payload goes to `update`.
-    let extra = (transport.len() - bth::HEADER_LEN).min(HEAD_BLOCK - 4 - fixed);
-    let total = (fixed + extra).next_multiple_of(16);
-    let mut lanes = [0u8; HEAD_BLOCK];
-    let skip = total - fixed - extra;
-    let block = &mut lanes[skip..total];
-    block[..4].fill(0xff);
-    let ip = &mut block[4..4 + ip_len];
-    ip.copy_from_slice(&ip_header[..ip_len]);
-    if ip_len == ipv4::HEADER_LEN {
-        ip[ipv4::field::TOS] = 0xff;
-        ip[ipv4::field::TTL] = 0xff;
-        ip[ipv4::field::CHECKSUM].fill(0xff);
-    } else {
-        // Keep the version nibble; traffic class and flow label become all ones.
-        ip[0] |= 0x0f;
-        ip[1..4].fill(0xff);
-        ip[ipv6::HOP_LIMIT_OFFSET] = 0xff;
-    }
-    let u = &mut block[4 + ip_len..4 + ip_len + udp::HEADER_LEN];
-    u.copy_from_slice(&udp_header[..udp::HEADER_LEN]);
-    u[udp::field::CHECKSUM].fill(0xff);
-    let b = &mut block[4 + ip_len + udp::HEADER_LEN..fixed];
-    b.copy_from_slice(&transport[..bth::HEADER_LEN]);
-    b[bth::FB_RESV_OFFSET] = 0xff;
-    block[fixed..fixed + extra]
-        .copy_from_slice(&transport[bth::HEADER_LEN..bth::HEADER_LEN + extra]);
-    let reg = head_crc(&lanes[..total], skip);
-    // A raw register r is the zlib value !r.
-    let mut crc = Crc32::new(!reg);
-    crc.update(&transport[bth::HEADER_LEN + extra..]);
+    // The parts side by side, as they lie in a packet: the BTH and as much of what follows as
+    // one header block takes (whole 4-byte words, at least the 12 of the BTH); the rest streams.
+    let t_start = ip_len + udp::HEADER_LEN;
+    let t = transport.len().min(MAX_HEADERS - t_start) & !3;
+    let mut headers = [0u8; MAX_HEADERS];
+    headers[..ip_len].copy_from_slice(&ip_header[..ip_len]);
+    headers[ip_len..t_start].copy_from_slice(&udp_header[..udp::HEADER_LEN]);
+    headers[t_start..t_start + t].copy_from_slice(&transport[..t]);
+    let mut crc = start_packet(&headers, t_start + t)?;
+    crc.update(&transport[t..]);
     Ok(crc)
 }
 
-/// The OR-masks of the header block, in the layout of `x86_64::head_lanes`: 16 bytes in front
-/// of the IP header (the last four stand for the LRH), then a mask byte per header byte.
-#[cfg(target_arch = "x86_64")]
-const fn head_mask(ip_len: usize) -> [u8; x86_64::MASK_LEN] {
-    let mut m = [0u8; x86_64::MASK_LEN];
+/// The IP header's length from its version nibble.
+fn ip_header_len(ip_header: &[u8]) -> Result<usize> {
+    match ip_header.first().map(|b| b >> 4) {
+        Some(4) => Ok(ipv4::HEADER_LEN),
+        Some(6) => Ok(ipv6::HEADER_LEN),
+        Some(v) => Err(Error::BadIpVersion(v)),
+        None => Err(Error::Truncated { needed: 1, got: 0 }),
+    }
+}
+
+/// The ICRC's masks of the header block, the one place they are written down: the bytes to
+/// OR into each header byte (all ones where the ICRC masks a field), laid out as [`MASK_LEN`]
+/// says. The LRH's four 0xFF bytes come first.
+const fn head_mask(ip_len: usize) -> [u8; MASK_LEN] {
+    let mut m = [0u8; MASK_LEN];
     let mut i = 12;
     while i < 16 {
         m[i] = 0xff;
@@ -300,42 +261,43 @@ const fn head_mask(ip_len: usize) -> [u8; x86_64::MASK_LEN] {
     m
 }
 
-#[cfg(target_arch = "x86_64")]
-static HEAD_MASK_V4: [u8; x86_64::MASK_LEN] = head_mask(ipv4::HEADER_LEN);
-#[cfg(target_arch = "x86_64")]
-static HEAD_MASK_V6: [u8; x86_64::MASK_LEN] = head_mask(ipv6::HEADER_LEN);
+static HEAD_MASK_V4: [u8; MASK_LEN] = head_mask(ipv4::HEADER_LEN);
+static HEAD_MASK_V6: [u8; MASK_LEN] = head_mask(ipv6::HEADER_LEN);
 
-/// Like [`start`], for headers that lie contiguously: `packet` starts with the IP header, and
-/// `packet[..hdr_end]` holds it, the UDP header, the BTH and the extension headers. Loads the
-/// headers straight from the packet into carry-less folds where the CPU allows.
+/// The running ICRC after a packet's headers, which lie contiguously: `packet` starts with the
+/// IP header, and `packet[..hdr_end]` holds it, the UDP header, the BTH and the extension
+/// headers (continue it over what follows, then finalize). Where the CPU allows, the headers
+/// are loaded straight from the packet into carry-less folds.
 #[inline]
 pub(crate) fn start_packet(packet: &[u8], hdr_end: usize) -> Result<Crc32> {
-    let ip_len = match packet.first().map(|b| b >> 4) {
-        Some(4) => ipv4::HEADER_LEN,
-        Some(6) => ipv6::HEADER_LEN,
-        Some(v) => return Err(Error::BadIpVersion(v)),
-        None => return Err(Error::Truncated { needed: 1, got: 0 }),
-    };
-    let t_start = ip_len + udp::HEADER_LEN;
+    let ip_len = ip_header_len(packet)?;
     let headers = packet.get(..hdr_end).ok_or(Error::Truncated {
         needed: hdr_end,
         got: packet.len(),
     })?;
-    crate::error::check_len(headers, t_start + bth::HEADER_LEN)?;
+    crate::error::check_len(headers, ip_len + udp::HEADER_LEN + bth::HEADER_LEN)?;
+    let mask = if ip_len == ipv4::HEADER_LEN {
+        &HEAD_MASK_V4
+    } else {
+        &HEAD_MASK_V6
+    };
     #[cfg(target_arch = "x86_64")]
-    {
-        let mask = if ip_len == ipv4::HEADER_LEN {
-            &HEAD_MASK_V4
-        } else {
-            &HEAD_MASK_V6
-        };
-        if let Some(reg) = x86_64::head_lanes(headers, hdr_end, mask) {
-            return Ok(Crc32::new(!reg));
-        }
+    if let Some(reg) = x86_64::head_lanes(headers, hdr_end, mask) {
+        // A raw register r is the zlib value !r.
+        return Ok(Crc32::new(!reg));
     }
-    let (ip, rest) = headers.split_at(ip_len);
-    let (udp_header, transport) = rest.split_at(udp::HEADER_LEN);
-    start(ip, udp_header, transport)
+    // The byte path: the LRH's four 0xFF bytes from a zero register (the same as eight from
+    // the all-ones one), the masked headers after them in one block, then the rest.
+    let n = headers.len().min(MAX_HEADERS);
+    let mut block = [0u8; 4 + MAX_HEADERS];
+    for (i, b) in block[..4 + n].iter_mut().enumerate() {
+        *b = mask[12 + i] | if i < 4 { 0 } else { headers[i - 4] };
+    }
+    // A zero register is the zlib value !0.
+    let mut crc = Crc32::new(!0);
+    crc.update(&block[..4 + n]);
+    crc.update(&headers[n..]);
+    Ok(crc)
 }
 
 /// Reads the ICRC stored at the end of a UDP payload.
@@ -398,44 +360,51 @@ mod tests {
         }
     }
 
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn lane_kernel_matches_the_table_crc() {
-        let data: [u8; 96] = core::array::from_fn(|i| (i as u8).wrapping_mul(73) ^ 0x5a);
-        for len in (16..=96).step_by(16) {
-            if let Some(reg) = x86_64::crc_lanes(&data[..len]) {
-                assert_eq!(reg, soft_raw(0, &data[..len]), "len {len}");
-            }
+    /// The ICRC as IBTA A17.3.3 words it, byte by byte: eight 0xFF bytes, the masked IP, UDP
+    /// and BTH headers, the rest unmasked; a check written apart from `head_mask`.
+    fn reference_icrc(packet: &[u8], ip_len: usize) -> u32 {
+        let mut bytes = [0xffu8; 8].to_vec();
+        bytes.extend_from_slice(packet);
+        let p = &mut bytes[8..];
+        if ip_len == 20 {
+            p[1] = 0xff; // TOS
+            p[8] = 0xff; // TTL
+            p[10..12].fill(0xff); // header checksum
+        } else {
+            p[0] |= 0x0f; // traffic class and flow label, version kept
+            p[1..4].fill(0xff);
+            p[7] = 0xff; // hop limit
         }
-        assert_eq!(x86_64::crc_lanes(&data[..17]), None);
-        assert_eq!(x86_64::crc_lanes(&[]), None);
+        p[ip_len + 6..ip_len + 8].fill(0xff); // UDP checksum
+        p[ip_len + 8 + 4] = 0xff; // BTH FECN, BECN, reserved
+        soft::crc32(0, &bytes)
     }
 
     #[test]
-    fn header_crc_ignores_the_zero_padding() {
-        let mut block = [0u8; 96];
-        for (i, b) in block[7..].iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(29) ^ 0xc3;
-        }
-        assert_eq!(head_crc(&block, 7), soft_raw(0, &block[7..]));
-        assert_eq!(head_crc(&block[..96], 0), soft_raw(0, &block));
-    }
-
-    #[test]
-    fn contiguous_headers_give_the_same_crc_as_separate_ones() {
+    fn header_paths_match_the_byte_by_byte_icrc() {
         // Every extension-header length a RoCE opcode has (0 to 28 bytes, by fours), IPv4 and
-        // IPv6, with payload bytes after the headers that must not be included.
-        let bytes: [u8; 200] = core::array::from_fn(|i| (i as u8).wrapping_mul(151) ^ 0x3c);
+        // IPv6: the headers in place (start_packet), and as separate parts followed by payloads
+        // of several lengths, odd ones included (start).
+        let bytes: [u8; 400] = core::array::from_fn(|i| (i as u8).wrapping_mul(151) ^ 0x3c);
         for (version, ip_len) in [(0x45u8, 20usize), (0x60, 40)] {
             let mut packet = bytes;
             packet[0] = version;
             for ext in (0..=28).step_by(4) {
                 let hdr_end = ip_len + 8 + 12 + ext;
-                let (ip, rest) = packet.split_at(ip_len);
-                let (udp, t) = rest.split_at(8);
-                let want = start(ip, udp, &t[..12 + ext]).unwrap().finalize();
                 let got = start_packet(&packet, hdr_end).unwrap().finalize();
-                assert_eq!(got, want, "ip {ip_len} ext {ext}");
+                assert_eq!(
+                    got,
+                    reference_icrc(&packet[..hdr_end], ip_len),
+                    "{ip_len} {ext}"
+                );
+                for payload in [0usize, 1, 3, 7, 64, 301] {
+                    let end = hdr_end + payload;
+                    let (ip, rest) = packet[..end].split_at(ip_len);
+                    let (udp, t) = rest.split_at(8);
+                    let got = start(ip, udp, t).unwrap().finalize();
+                    let want = reference_icrc(&packet[..end], ip_len);
+                    assert_eq!(got, want, "ip {ip_len} ext {ext} payload {payload}");
+                }
             }
         }
         let mut short = [0u8; 30];

@@ -6,7 +6,7 @@ use crate::checksum;
 use crate::error::{check_len, Error, NotRoce, Result};
 use crate::{be16, be32};
 
-mod field {
+pub(crate) mod field {
     use crate::Field;
     /// Version, traffic class and flow label: the ICRC masks all but the version.
     pub(crate) const VER_TC_FLOW: Field = 0..4;

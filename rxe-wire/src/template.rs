@@ -74,8 +74,8 @@ impl PacketTemplate {
                 // Length 0 here; the real one is patched per packet.
                 r.emit(&mut head, 0)?;
                 // Zero the length and checksum again: the sum covers the constant words only.
-                head[2..4].fill(0);
-                head[10..12].fill(0);
+                head[ipv4::field::TOTAL_LEN].fill(0);
+                head[ipv4::field::CHECKSUM].fill(0);
                 checksum::sum(0, &head[..ipv4::HEADER_LEN])
             }
             IpRepr::V6(r) => {
@@ -84,7 +84,7 @@ impl PacketTemplate {
             }
         };
         udp.emit(&mut head[ip_len..], 0)?;
-        head[ip_len + 4..ip_len + 6].fill(0);
+        head[ip_len..][udp::field::LENGTH].fill(0);
         Ok(PacketTemplate {
             head,
             ip_len,
@@ -137,14 +137,14 @@ impl PacketTemplate {
         let buf = &mut buf[..len];
         buf[..t_start].copy_from_slice(&self.head[..t_start]);
         if ip_len == ipv4::HEADER_LEN {
-            buf[2..4].copy_from_slice(&ip_total.to_be_bytes());
-            buf[4..6].copy_from_slice(&ipv4_ident.to_be_bytes());
+            buf[ipv4::field::TOTAL_LEN].copy_from_slice(&ip_total.to_be_bytes());
+            buf[ipv4::field::IDENT].copy_from_slice(&ipv4_ident.to_be_bytes());
             let sum = self.ipv4_sum + u32::from(ip_total) + u32::from(ipv4_ident);
-            buf[10..12].copy_from_slice(&checksum::finish(sum).to_be_bytes());
+            buf[ipv4::field::CHECKSUM].copy_from_slice(&checksum::finish(sum).to_be_bytes());
         } else {
-            buf[4..6].copy_from_slice(&ip_total.to_be_bytes());
+            buf[ipv6::field::PAYLOAD_LEN].copy_from_slice(&ip_total.to_be_bytes());
         }
-        buf[ip_len + 4..ip_len + 6].copy_from_slice(&udp_len16.to_be_bytes());
+        buf[ip_len..][udp::field::LENGTH].copy_from_slice(&udp_len16.to_be_bytes());
         emit_body(buf, t_start + hdr, payload_len, fill)?;
         Ok(len)
     }

@@ -84,7 +84,7 @@ pub(super) fn available() -> bool {
     cpu::features() & cpu::FUSED != 0
 }
 
-/// Whether this CPU runs [`crc_lanes`] and [`head_lanes`].
+/// Whether this CPU runs [`head_lanes`].
 #[inline]
 pub(super) fn lanes_available() -> bool {
     cpu::features() & cpu::PCLMUL != 0
@@ -169,39 +169,7 @@ mod cpu {
     }
 }
 
-/// The raw CRC register after `data` from a zero register, for short inputs made of whole
-/// 16-byte lanes (the masked ICRC headers, left-padded with zeros, which a zero register
-/// ignores). `None` when `data` is empty or not a multiple of 16 bytes, or the CPU lacks
-/// PCLMULQDQ. One carry-less fold per lane instead of a table lookup per byte.
-#[inline]
-pub(super) fn crc_lanes(data: &[u8]) -> Option<u32> {
-    if data.is_empty() || !data.len().is_multiple_of(16) || !lanes_available() {
-        return None;
-    }
-    // SAFETY: PCLMULQDQ was checked just above (SSE2 is part of x86-64).
-    Some(unsafe { lanes_kernel(data) })
-}
-
-/// # Safety
-/// The CPU has PCLMULQDQ; `data` is a non-empty multiple of 16 bytes.
-#[target_feature(enable = "pclmulqdq,sse2")]
-unsafe fn lanes_kernel(data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(16);
-    // SAFETY: every chunk is exactly 16 readable bytes.
-    let load = |c: &[u8]| unsafe { _mm_loadu_si128(c.as_ptr().cast()) };
-    let mut acc = match chunks.next() {
-        Some(c) => load(c),
-        None => return 0,
-    };
-    for c in chunks {
-        acc = _mm_xor_si128(fold128(acc, FOLD_128), load(c));
-    }
-    reduce128(acc)
-}
-
-/// Length of a header mask for [`head_lanes`]: 16 bytes in front of the packet's first byte
-/// (twelve zeros, then four 0xFF standing for the LRH) and 96 over the packet's headers.
-pub(super) const MASK_LEN: usize = 112;
+use super::MASK_LEN;
 
 /// The raw CRC register, from a zero register, after the ICRC's masked header block of a
 /// packet whose headers lie contiguously in `packet[..len]` (IP, UDP, BTH and extension
