@@ -294,3 +294,79 @@ fn bidirectional_bw_tests_run_both_ways_and_print_the_sum_on_both_sides() {
         "{err}"
     );
 }
+
+/// The row of a table whose iteration count is not known beforehand (a timed run's).
+fn any_row(out: &str, size: u64) -> Option<(u64, Vec<f64>)> {
+    out.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 5 || f[0] != size.to_string() {
+            return None;
+        }
+        let n = f[1].parse().ok()?;
+        Some((n, f[2..].iter().filter_map(|x| x.parse().ok()).collect()))
+    })
+}
+
+#[test]
+fn timed_bw_runs_count_the_sample_and_measure_no_peak() {
+    // -D 2: no margin (a quarter of 2 s in whole seconds is 0), two seconds sampled.
+    for (i, t, size) in bw_tests() {
+        let (s, c) = pair_in(t, Some(size), 1, false, 600 + i, |a| a.duration = Some(2));
+        assert!(
+            c.starts_with(" WARNING: BW peak won't be measured in this run.\n"),
+            "{c}"
+        );
+        let (n, cr) = any_row(&c, size).unwrap_or_else(|| panic!("no row:\n{c}"));
+        // Far more than the one iteration -n asked for: the clock decides. perftest counts a
+        // signaled completion as cq_mod (100) operations.
+        assert!(n >= 1000 && n % 100 == 0, "{n}\n{c}");
+        assert_eq!(cr[0], 0.0, "no peak: {cr:?}");
+        // The average is the counted bytes over the two seconds of the sample.
+        let avg = size as f64 * n as f64 / 2.0 / 1_048_576.0;
+        assert!((cr[1] - avg).abs() <= avg * 1e-3 + 0.01, "{avg} vs {cr:?}");
+        let (sn, sr) = any_row(&s, size).unwrap_or_else(|| panic!("no row:\n{s}"));
+        if t == Test::SendBw {
+            // The receiver counts its own sample, started by the first SEND.
+            assert!(sn > 0 && sr[0] == 0.0 && sr[1] > 0.0, "{s}");
+        } else {
+            assert_eq!((sn, sr), (n, cr), "the server prints the client's figures");
+        }
+    }
+    // Bidirectional: both sides time their own runs and print the same sum.
+    let (s, c) = pair_in(Test::WriteBw, Some(4096), 1, false, 620, |a| {
+        a.duration = Some(2);
+        a.bidirectional = true;
+    });
+    let (_, cr) = any_row(&c, 4096).unwrap_or_else(|| panic!("no row:\n{c}"));
+    let (_, sr) = any_row(&s, 4096).unwrap_or_else(|| panic!("no row:\n{s}"));
+    assert!(cr[1] > 0.0 && sr[1] == cr[1], "{c}\n{s}");
+}
+
+#[test]
+fn timed_runs_refuse_what_perftest_refuses() {
+    let err = |f: fn(&mut PerftestArgs)| {
+        let mut a = PerftestArgs::new(Test::WriteBw);
+        f(&mut a);
+        run(&a, &mut Vec::new()).unwrap_err().to_string()
+    };
+    assert_eq!(
+        err(|a| {
+            a.duration = Some(4);
+            a.margin = Some(2);
+        }),
+        "please check that DURATION > 2*MARGIN"
+    );
+    assert_eq!(
+        err(|a| {
+            a.duration = Some(4);
+            a.all = true;
+        }),
+        "Duration mode currently doesn't support running on all sizes."
+    );
+    assert!(err(|a| a.margin = Some(1)).starts_with("-f"));
+    assert!(err(|a| a.duration = Some(0)).starts_with("-D"));
+    let mut a = PerftestArgs::new(Test::ReadLat);
+    a.duration = Some(4);
+    let e = run(&a, &mut Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("BW tests only"), "{e}");
+}

@@ -257,6 +257,12 @@ struct PerftestOpts {
     /// Run the device on a background engine thread instead of busy-polling it.
     #[arg(long)]
     engine: bool,
+    /// Run the BW test for this many seconds instead of a number of iterations.
+    #[arg(short = 'D', long, value_parser = clap::value_parser!(u32).range(1..))]
+    duration: Option<u32>,
+    /// Seconds at either end of a -D run left out of the figures (default: a quarter of it).
+    #[arg(short = 'f', long)]
+    margin: Option<u32>,
     /// ib_atomic_bw's operation: FETCH_AND_ADD or CMP_AND_SWAP.
     #[arg(short = 'A', long = "atomic_type", default_value = "FETCH_AND_ADD",
           value_parser = ["FETCH_AND_ADD", "CMP_AND_SWAP"])]
@@ -283,6 +289,8 @@ fn perftest_main(test: perftest::Test, o: PerftestOpts) -> ExitCode {
         timeout: std::time::Duration::from_secs(o.timeout.max(1)),
         engine: o.engine,
         cmp_swap: o.atomic_type == "CMP_AND_SWAP",
+        duration: o.duration,
+        margin: o.margin,
     };
     let _ = o.cpu_freq;
     let stdout = std::io::stdout();

@@ -4,9 +4,10 @@
 //! ([`report`]), so each runs against the real perftest (checked against Debian's, which
 //! announces version 6.06) as server or client.
 //!
-//! Not yet: several QPs (`-q`), bidirectional runs (`-b`), all sizes (`-a`) in the SEND and
-//! WRITE latency tests, rdma_cm (`-R`), duration mode (`-D`).
+//! Duration mode (`-D`, `-f`, [`duration`]) runs the BW tests for a time instead of `-n`
+//! iterations. Not yet: rdma_cm (`-R`), `-D` in the latency tests, `-b` with `-a`.
 
+pub mod duration;
 pub mod exchange;
 pub mod report;
 mod run;

@@ -64,6 +64,18 @@ pub fn bw(
     }
 }
 
+/// BW of a timed run (`-D`): `iters` operations of `size` bytes completed in a `sample`; no
+/// peak, as perftest measures none in DURATION mode.
+pub fn bw_timed(size: u64, iters: u64, sample: std::time::Duration, gbits: bool) -> Bw {
+    let factor = if gbits { 125e6 } else { 1_048_576.0 };
+    let secs = sample.as_secs_f64().max(1e-9);
+    Bw {
+        peak: 0.0,
+        avg: size as f64 * iters as f64 / secs / factor,
+        msg_rate: iters as f64 / secs / 1e6,
+    }
+}
+
 /// The BW table header.
 pub fn bw_header(gbits: bool) -> String {
     let unit = if gbits { "Gb/sec" } else { "MB/sec" };
@@ -173,6 +185,21 @@ pub fn lat_row(size: u64, iters: u64, l: &Lat) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timed_run_reports_its_average_and_no_peak() {
+        // 1000 x 64 KiB in 2 s: 31.25 MB/sec (of 2^20 bytes, as perftest), 500 messages/s.
+        let b = bw_timed(65536, 1000, std::time::Duration::from_secs(2), false);
+        assert_eq!(b.peak, 0.0);
+        assert!((b.avg - 31.25).abs() < 1e-9, "{b:?}");
+        assert!((b.msg_rate - 0.0005).abs() < 1e-12, "{b:?}");
+        let g = bw_timed(65536, 1000, std::time::Duration::from_secs(2), true);
+        assert!((g.avg - 65536.0 * 500.0 / 125e6).abs() < 1e-9, "{g:?}");
+        assert_eq!(
+            bw_row(65536, 1000, &b).split_whitespace().nth(2),
+            Some("0.00")
+        );
+    }
 
     #[test]
     fn latency_is_perftests() {

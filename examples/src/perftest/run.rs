@@ -16,6 +16,7 @@ use rxe_transport::{
 use rxe_user::{Engine, UdpDevice, UdpDeviceConfig};
 use rxe_wire::{Psn, Qpn, Rkey};
 
+use super::duration::{Clock, Phase, Timed};
 use super::exchange::{BwReport, KeyMsg, Oob};
 use super::report::{self, RESULT_LINE};
 
@@ -156,6 +157,11 @@ pub struct PerftestArgs {
     pub engine: bool,
     /// `-A CMP_AND_SWAP` (ib_atomic_bw; FETCH_AND_ADD otherwise).
     pub cmp_swap: bool,
+    /// `-D`: run the BW test for this many seconds instead of `-n` iterations.
+    pub duration: Option<u32>,
+    /// `-f`: seconds at either end of a `-D` run left out of the figures (default: a quarter
+    /// of the duration).
+    pub margin: Option<u32>,
 }
 
 impl PerftestArgs {
@@ -180,6 +186,8 @@ impl PerftestArgs {
             timeout: Duration::from_secs(10),
             engine: false,
             cmp_swap: false,
+            duration: None,
+            margin: None,
         }
     }
 }
@@ -407,6 +415,24 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     if duplex && args.all {
         return Err(PerftestError("-b with -a is not supported yet".into()));
     }
+    let timed = match args.duration {
+        None if args.margin.is_some() => {
+            return Err(PerftestError("-f: a margin needs a duration (-D)".into()))
+        }
+        None => None,
+        Some(_) if !t.is_bw() => {
+            return Err(PerftestError(
+                "-D: duration mode is implemented for the BW tests only".into(),
+            ))
+        }
+        // perftest's own refusal.
+        Some(_) if args.all => {
+            return Err(PerftestError(
+                "Duration mode currently doesn't support running on all sizes.".into(),
+            ))
+        }
+        Some(d) => Some(Timed::new(d, args.margin).map_err(|x| PerftestError(x.to_string()))?),
+    };
 
     let size = match (t, args.size) {
         (Test::AtomicBw, Some(s)) if s != 8 => {
@@ -434,7 +460,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             .unwrap_or(if t.is_bw() { 128 } else { 1 })
             .max(1),
     )
-    .min(iters);
+    // A timed run has no iteration count to stay under.
+    .min(if timed.is_some() { u64::MAX } else { iters });
+    if timed.is_some() {
+        // perftest says so while it parses the flags, before anything else.
+        let _ = writeln!(out, " WARNING: BW peak won't be measured in this run.");
+    }
     let mtu_flag = match args.mtu {
         None => None,
         Some(256) => Some(Mtu::M256),
@@ -645,14 +676,16 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             // Both sides run; a barrier before, the reports swapped after, and each side prints
             // the sum of both directions (perftest's print_full_bw_report with the peer's).
             barrier(&mut oob, &mut r, &my)?;
-            let b = bw_client(&mut r, t, &rems, size, iters, tx_depth, with_peak, gbits)?;
-            duplex_report(&mut oob, &mut r, size, iters * nqps as u64, &b, out)?;
+            let (b, n) = bw_run(
+                &mut r, t, &rems, size, iters, tx_depth, with_peak, gbits, timed,
+            )?;
+            duplex_report(&mut oob, &mut r, size, n, &b, out)?;
         }
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, true) => {
             for &s in &sizes {
-                let b = bw_client(&mut r, t, &rems, s, iters, tx_depth, with_peak, gbits)?;
-                // perftest counts the iterations of every QP.
-                let all = iters * nqps as u64;
+                let (b, all) = bw_run(
+                    &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
+                )?;
                 let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
                 last_report = BwReport {
                     size: s,
@@ -681,13 +714,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             let _ = writeln!(out, "{}", report::bw_row(rep.size, rep.iters, &b));
         }
         (Test::SendBw, _) => {
-            let all = iters * nqps as u64;
             for &s in &sizes {
                 // The receivers' receives for the size, on every QP, then a barrier so no SEND
                 // comes first.
                 if !client || duplex {
                     for &q in &r.qps.clone() {
-                        for _ in 0..iters.min(RX_DEPTH) {
+                        for _ in 0..first_recvs(iters, timed) {
                             let wr = r.recv_wr(s);
                             r.with(|c| c.post_recv(q, wr))?
                                 .map_err(e("Couldn't post receive"))?;
@@ -699,14 +731,21 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                     // run_iter_bi: send and receive at once; then the reports swapped and
                     // summed, as for the one-sided tests.
                     r.duplex_recv = Some(s);
-                    let b = bw_client(&mut r, t, &rems, s, iters, tx_depth, with_peak, gbits)?;
+                    let (b, all) = bw_run(
+                        &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
+                    )?;
                     duplex_report(&mut oob, &mut r, s, all, &b, out)?;
                     continue;
                 }
-                let b = if client {
-                    bw_client(&mut r, t, &rems, s, iters, tx_depth, with_peak, gbits)?
-                } else {
-                    send_bw_server(&mut r, s, iters, gbits)?
+                let (b, all) = match (client, timed) {
+                    (true, _) => bw_run(
+                        &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
+                    )?,
+                    (false, Some(timed)) => send_bw_server_timed(&mut r, s, timed, gbits)?,
+                    (false, None) => (
+                        send_bw_server(&mut r, s, iters, gbits)?,
+                        iters * nqps as u64,
+                    ),
                 };
                 let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
                 if args.all {
@@ -881,6 +920,212 @@ fn offset(k: u64, size: u64) -> u64 {
     }
 }
 
+/// Receives posted on each QP before a SEND run: as many as the run needs, at most
+/// [`RX_DEPTH`] (a timed run needs them all).
+fn first_recvs(iters: u64, timed: Option<Timed>) -> u64 {
+    match timed {
+        Some(_) => RX_DEPTH,
+        None => iters.min(RX_DEPTH),
+    }
+}
+
+/// A BW client run of either test type: `-n` iterations on every QP, or timed (`-D`). Returns
+/// the figures and the iterations the report row counts (every QP's; a timed run's sample).
+#[allow(clippy::too_many_arguments)]
+fn bw_run(
+    r: &mut Rdma,
+    t: Test,
+    rems: &[KeyMsg],
+    size: u64,
+    iters: u64,
+    tx_depth: u64,
+    with_peak: bool,
+    gbits: bool,
+    timed: Option<Timed>,
+) -> Result<(report::Bw, u64), PerftestError> {
+    match timed {
+        Some(timed) => bw_client_timed(r, t, rems, size, tx_depth, timed, gbits),
+        None => {
+            let b = bw_client(r, t, rems, size, iters, tx_depth, with_peak, gbits)?;
+            Ok((b, iters * r.qps.len() as u64))
+        }
+    }
+}
+
+/// The work request `run_iter_bw` posts for operation `k` on QP `i`: the verb at the remote
+/// and local addresses perftest steps through, its wr_id saying which QP and how far.
+fn bw_wr(r: &Rdma, t: Test, rem: &KeyMsg, i: usize, k: u64, size: u64, signaled: bool) -> SendWr {
+    let off = offset(k, size);
+    let remote = Remote {
+        addr: rem.vaddr + off,
+        rkey: Rkey(rem.rkey),
+    };
+    let op = match t.verb() {
+        Verb::Read => WrOpcode::RdmaRead(remote),
+        Verb::Write => WrOpcode::RdmaWrite(remote),
+        Verb::Send => WrOpcode::Send,
+        // perftest's values: add 1, or compare 0 and swap 0.
+        Verb::Atomic if r.cmp_swap => WrOpcode::AtomicCmpSwp {
+            remote,
+            compare: 0,
+            swap: 0,
+        },
+        Verb::Atomic => WrOpcode::AtomicFetchAdd { remote, add: 1 },
+    };
+    SendWr::new(
+        (i as u64) << 40 | k,
+        op,
+        Some(Sge {
+            addr: BUF + i as u64 * r.half + off,
+            length: size as u32,
+            lkey: r.lkey,
+        }),
+        if signaled {
+            SendFlags::SIGNALED
+        } else {
+            SendFlags::empty()
+        },
+    )
+}
+
+/// `run_iter_bw` in DURATION mode: post round-robin for the whole duration, every `cq_mod`-th
+/// signaled, and count what completes in the sample; then stop posting, as perftest, without
+/// waiting for what is still in flight. With `-b` for SENDs the peer's SENDs are received (and
+/// their receives reposted) meanwhile.
+fn bw_client_timed(
+    r: &mut Rdma,
+    t: Test,
+    rems: &[KeyMsg],
+    size: u64,
+    tx_depth: u64,
+    timed: Timed,
+    gbits: bool,
+) -> Result<(report::Bw, u64), PerftestError> {
+    let cq_mod = tx_depth.min(100);
+    let nq = r.qps.len();
+    let mut scnt = vec![0u64; nq];
+    let mut ccnt = vec![0u64; nq];
+    let (scq, rcq) = (r.scq, r.rcq);
+    let qps = r.qps.clone();
+    let recv = r.duplex_recv;
+    let mut counted = 0u64;
+    let clock = Clock::start(timed);
+    let mut last = Instant::now();
+    loop {
+        let phase = clock.phase();
+        if phase == Phase::End {
+            break;
+        }
+        for (i, &qpn) in qps.iter().enumerate() {
+            while scnt[i] - ccnt[i] < tx_depth {
+                let signaled = (scnt[i] + 1).is_multiple_of(cq_mod);
+                let wr = bw_wr(r, t, &rems[i], i, scnt[i], size, signaled);
+                r.with(|c| c.post_send(qpn, wr))?
+                    .map_err(e("Couldn't post send"))?;
+                scnt[i] += 1;
+            }
+        }
+        let (first, heard) = r.turn(Some(scq))?;
+        if heard {
+            last = Instant::now();
+        }
+        let mut next = first;
+        while let Some(wc) = next {
+            let wc = check(wc, false)?;
+            let (i, upto) = ((wc.wr_id >> 40) as usize, (wc.wr_id & 0xff_ffff_ffff) + 1);
+            if let Some(c) = ccnt.get_mut(i) {
+                let newly = upto.saturating_sub(*c);
+                *c += newly;
+                // Counted when seen, as perftest counts in the state its alarm has set.
+                if clock.phase() == Phase::Sample {
+                    counted += newly;
+                }
+            }
+            last = Instant::now();
+            next = r.with(|c| c.poll_cq(scq))?;
+        }
+        if let Some(rsize) = recv {
+            while let Some(wc) = r.with(|c| c.poll_cq(rcq))? {
+                let wc = check(wc, r.server)?;
+                last = Instant::now();
+                let q = qps
+                    .iter()
+                    .copied()
+                    .find(|q| q.value() == wc.qp_num)
+                    .unwrap_or(qps[0]);
+                let wr = r.recv_wr(rsize);
+                r.with(|c| c.post_recv(q, wr))?
+                    .map_err(e("Couldn't post receive"))?;
+            }
+        }
+        if last.elapsed() > r.timeout {
+            return Err(PerftestError(format!(
+                "no completion in {:?}: is the peer still there?",
+                r.timeout
+            )));
+        }
+    }
+    Ok((
+        report::bw_timed(size, counted, timed.sample(), gbits),
+        counted,
+    ))
+}
+
+/// `run_iter_bw_server` in DURATION mode: the clock starts at the first SEND received (as
+/// perftest's `set_on_first_rx_packet`); every receive is reposted, those completing in the
+/// sample counted, until the run's end.
+fn send_bw_server_timed(
+    r: &mut Rdma,
+    size: u64,
+    timed: Timed,
+    gbits: bool,
+) -> Result<(report::Bw, u64), PerftestError> {
+    let qps = r.qps.clone();
+    let rcq = r.rcq;
+    let mut wc = Some(r.wait_wc(rcq, "message")?);
+    let clock = Clock::start(timed);
+    let mut counted = 0u64;
+    let mut last = Instant::now();
+    loop {
+        let phase = clock.phase();
+        if phase == Phase::End {
+            break;
+        }
+        while let Some(c) = wc.take() {
+            let c = check(c, r.server)?;
+            last = Instant::now();
+            if clock.phase() == Phase::Sample {
+                counted += 1;
+            }
+            let q = qps
+                .iter()
+                .copied()
+                .find(|q| q.value() == c.qp_num)
+                .unwrap_or(qps[0]);
+            let wr = r.recv_wr(size);
+            r.with(|d| d.post_recv(q, wr))?
+                .map_err(e("Couldn't post receive"))?;
+            wc = r.with(|d| d.poll_cq(rcq))?;
+        }
+        let (next, heard) = r.turn(Some(rcq))?;
+        wc = next;
+        if heard {
+            last = Instant::now();
+        }
+        // The client stops at its own end, a moment before ours: silence then is no error.
+        if last.elapsed() > r.timeout && phase != Phase::CoolDown {
+            return Err(PerftestError(format!(
+                "no message in {:?}: is the peer still there?",
+                r.timeout
+            )));
+        }
+    }
+    Ok((
+        report::bw_timed(size, counted, timed.sample(), gbits),
+        counted,
+    ))
+}
+
 /// `run_iter_bw`: round-robin over the QPs, each with up to `tx_depth` outstanding and every
 /// `cq_mod`-th (and its last) signaled; the times are over all QPs' operations in posting and
 /// completion order, as perftest's `tposted` / `tcompleted`.
@@ -906,7 +1151,7 @@ fn bw_client(
     let (mut totscnt, mut totccnt) = (0u64, 0u64);
     let base = Instant::now();
     let mut last = Instant::now();
-    let (lkey, scq, rcq) = (r.lkey, r.scq, r.rcq);
+    let (scq, rcq) = (r.scq, r.rcq);
     let qps = r.qps.clone();
     // -b with SENDs: the peer's SENDs arrive meanwhile; each QP's receives are reposted until
     // it has had `iters` (the first `iters.min(RX_DEPTH)` were posted before the run).
@@ -916,39 +1161,8 @@ fn bw_client(
     while totccnt < total || (recv.is_some() && rcnt < total) {
         for (i, &qpn) in qps.iter().enumerate() {
             while scnt[i] < iters && scnt[i] - ccnt[i] < tx_depth {
-                let off = offset(scnt[i], size);
-                let remote = Remote {
-                    addr: rems[i].vaddr + off,
-                    rkey: Rkey(rems[i].rkey),
-                };
-                let op = match t.verb() {
-                    Verb::Read => WrOpcode::RdmaRead(remote),
-                    Verb::Write => WrOpcode::RdmaWrite(remote),
-                    Verb::Send => WrOpcode::Send,
-                    // perftest's values: add 1, or compare 0 and swap 0.
-                    Verb::Atomic if r.cmp_swap => WrOpcode::AtomicCmpSwp {
-                        remote,
-                        compare: 0,
-                        swap: 0,
-                    },
-                    Verb::Atomic => WrOpcode::AtomicFetchAdd { remote, add: 1 },
-                };
                 let signaled = (scnt[i] + 1).is_multiple_of(cq_mod) || scnt[i] + 1 == iters;
-                // The wr_id says which QP and how far it got.
-                let wr = SendWr::new(
-                    (i as u64) << 40 | scnt[i],
-                    op,
-                    Some(Sge {
-                        addr: BUF + i as u64 * r.half + off,
-                        length: size as u32,
-                        lkey,
-                    }),
-                    if signaled {
-                        SendFlags::SIGNALED
-                    } else {
-                        SendFlags::empty()
-                    },
-                );
+                let wr = bw_wr(r, t, &rems[i], i, scnt[i], size, signaled);
                 posted_t[totscnt as usize] = now_ns(base);
                 r.with(|c| c.post_send(qpn, wr))?
                     .map_err(e("Couldn't post send"))?;
