@@ -365,8 +365,49 @@ fn timed_runs_refuse_what_perftest_refuses() {
     );
     assert!(err(|a| a.margin = Some(1)).starts_with("-f"));
     assert!(err(|a| a.duration = Some(0)).starts_with("-D"));
-    let mut a = PerftestArgs::new(Test::ReadLat);
-    a.duration = Some(4);
-    let e = run(&a, &mut Vec::new()).unwrap_err().to_string();
-    assert!(e.contains("BW tests only"), "{e}");
+}
+
+#[test]
+fn timed_latency_runs_report_the_average_and_rate_of_the_sample() {
+    for (i, (t, size, rtt)) in [
+        (Test::ReadLat, 4096u64, 1.0),
+        (Test::WriteLat, 64, 2.0),
+        (Test::SendLat, 64, 2.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, c) = pair_in(t, Some(size), 5, false, 640 + i as u16, |a| {
+            a.duration = Some(2)
+        });
+        assert!(!c.contains("WARNING"), "{c}");
+        assert!(
+            c.contains(" #bytes        #iterations       t_avg[usec]    tps average\n"),
+            "{c}"
+        );
+        let (n, f) = any_lat_row(&c, size).unwrap_or_else(|| panic!("no row:\n{c}"));
+        assert!(n > 100, "{c}");
+        // t_avg and tps both come from the same two-second sample.
+        let (t_avg, tps) = (f[0], f[1]);
+        assert!((tps - n as f64 / 2.0).abs() <= 0.01, "{c}");
+        assert!((t_avg - 2e6 / rtt / n as f64).abs() <= 0.01, "{c}");
+        if t == Test::ReadLat {
+            // Its server is passive and prints no table.
+            assert!(any_lat_row(&s, size).is_none(), "{s}");
+        } else {
+            assert!(any_lat_row(&s, size).is_some_and(|(n, _)| n > 100), "{s}");
+        }
+    }
+}
+
+/// A timed latency row: size, iterations, t_avg, tps.
+fn any_lat_row(out: &str, size: u64) -> Option<(u64, Vec<f64>)> {
+    out.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() != 4 || f[0] != size.to_string() {
+            return None;
+        }
+        let n = f[1].parse().ok()?;
+        Some((n, f[2..].iter().filter_map(|x| x.parse().ok()).collect()))
+    })
 }

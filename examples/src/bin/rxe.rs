@@ -257,7 +257,7 @@ struct PerftestOpts {
     /// Run the device on a background engine thread instead of busy-polling it.
     #[arg(long)]
     engine: bool,
-    /// Run the BW test for this many seconds instead of a number of iterations.
+    /// Run the test for this many seconds instead of a number of iterations.
     #[arg(short = 'D', long, value_parser = clap::value_parser!(u32).range(1..))]
     duration: Option<u32>,
     /// Seconds at either end of a -D run left out of the figures (default: a quarter of it).

@@ -4,8 +4,8 @@
 //! ([`report`]), so each runs against the real perftest (checked against Debian's, which
 //! announces version 6.06) as server or client.
 //!
-//! Duration mode (`-D`, `-f`, [`duration`]) runs the BW tests for a time instead of `-n`
-//! iterations. Not yet: rdma_cm (`-R`), `-D` in the latency tests, `-b` with `-a`.
+//! Duration mode (`-D`, `-f`, [`duration`]) runs any of them for a time instead of `-n`
+//! iterations. Not yet: rdma_cm (`-R`), `-b` with `-a`.
 
 pub mod duration;
 pub mod exchange;

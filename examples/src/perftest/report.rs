@@ -171,6 +171,27 @@ pub fn lat_header() -> &'static str {
     " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99% percentile[usec]   99.9% percentile[usec] "
 }
 
+/// The latency table header of a timed run, perftest's `RESULT_FMT_LAT_DUR`.
+pub fn lat_timed_header() -> &'static str {
+    " #bytes        #iterations       t_avg[usec]    tps average"
+}
+
+/// One latency row of a timed run (`print_report_lat_duration`): `iters` operations in the
+/// `sample`, each counted `rtt_factor` times in the time (2 for the ping-pongs, whose sample
+/// holds both directions; 1 for READ).
+pub fn lat_timed_row(
+    size: u64,
+    iters: u64,
+    sample: std::time::Duration,
+    rtt_factor: u32,
+) -> String {
+    let us = sample.as_secs_f64() * 1e6;
+    let n = iters.max(1) as f64;
+    let t_avg = us / f64::from(rtt_factor.max(1)) / n;
+    let tps = iters as f64 / sample.as_secs_f64().max(1e-9);
+    format!(" {size:<7}       {iters}            {t_avg:<7.2}        {tps:<7.2}")
+}
+
 /// One latency row, perftest's `REPORT_FMT_LAT`.
 pub fn lat_row(size: u64, iters: u64, l: &Lat) -> String {
     let mut s = String::new();
@@ -185,6 +206,16 @@ pub fn lat_row(size: u64, iters: u64, l: &Lat) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timed_latency_row_is_perftests() {
+        // 1000 READs in 2 s: 2000 us each, 500 per second.
+        let r = lat_timed_row(4096, 1000, std::time::Duration::from_secs(2), 1);
+        assert_eq!(r, " 4096          1000            2000.00        500.00 ");
+        // A ping-pong counts both directions in its time: half.
+        let w = lat_timed_row(64, 1000, std::time::Duration::from_secs(2), 2);
+        assert_eq!(w.split_whitespace().nth(2), Some("1000.00"));
+    }
 
     #[test]
     fn a_timed_run_reports_its_average_and_no_peak() {

@@ -157,7 +157,7 @@ pub struct PerftestArgs {
     pub engine: bool,
     /// `-A CMP_AND_SWAP` (ib_atomic_bw; FETCH_AND_ADD otherwise).
     pub cmp_swap: bool,
-    /// `-D`: run the BW test for this many seconds instead of `-n` iterations.
+    /// `-D`: run the test for this many seconds instead of `-n` iterations.
     pub duration: Option<u32>,
     /// `-f`: seconds at either end of a `-D` run left out of the figures (default: a quarter
     /// of the duration).
@@ -316,12 +316,29 @@ impl Rdma {
 
     /// Waits for one completion on `cq`; an error status ends the run.
     fn wait_wc(&mut self, cq: CqId, what: &str) -> Result<WorkCompletion, PerftestError> {
+        match self.wait_wc_until(cq, what, None)? {
+            Some(wc) => Ok(wc),
+            None => Err(PerftestError(format!("no {what}"))),
+        }
+    }
+
+    /// [`wait_wc`](Self::wait_wc), given up (`None`) when a timed run's `clock` reaches its
+    /// end, as perftest's waits stop at its END_STATE.
+    fn wait_wc_until(
+        &mut self,
+        cq: CqId,
+        what: &str,
+        clock: Option<&Clock>,
+    ) -> Result<Option<WorkCompletion>, PerftestError> {
         let mut last = Instant::now();
         let mut idle = 0u32;
         loop {
             let (wc, heard) = self.turn(Some(cq))?;
             if let Some(wc) = wc {
-                return check(wc, self.server);
+                return check(wc, self.server).map(Some);
+            }
+            if clock.is_some_and(|c| c.phase() == Phase::End) {
+                return Ok(None);
             }
             if heard {
                 idle = 0;
@@ -420,11 +437,6 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             return Err(PerftestError("-f: a margin needs a duration (-D)".into()))
         }
         None => None,
-        Some(_) if !t.is_bw() => {
-            return Err(PerftestError(
-                "-D: duration mode is implemented for the BW tests only".into(),
-            ))
-        }
         // perftest's own refusal.
         Some(_) if args.all => {
             return Err(PerftestError(
@@ -462,7 +474,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     )
     // A timed run has no iteration count to stay under.
     .min(if timed.is_some() { u64::MAX } else { iters });
-    if timed.is_some() {
+    if timed.is_some() && t.is_bw() {
         // perftest says so while it parses the flags, before anything else.
         let _ = writeln!(out, " WARNING: BW peak won't be measured in this run.");
     }
@@ -666,7 +678,11 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     if t.is_bw() {
         let _ = writeln!(out, "{}", report::bw_header(args.report_gbits));
     } else if t != Test::ReadLat || client {
-        let _ = writeln!(out, "{}", report::lat_header());
+        let header = match timed {
+            Some(_) => report::lat_timed_header(),
+            None => report::lat_header(),
+        };
+        let _ = writeln!(out, "{header}");
     }
     let gbits = args.report_gbits;
     let with_peak = iters * nqps as u64 <= 20000;
@@ -754,6 +770,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                 }
             }
         }
+        (Test::ReadLat, true) if timed.is_some() => {
+            if let Some(timed) = timed {
+                let n = read_lat_timed(&mut r, &rem, size, timed)?;
+                let _ = writeln!(out, "{}", report::lat_timed_row(size, n, timed.sample(), 1));
+            }
+        }
         (Test::ReadLat, true) => {
             for &s in &sizes {
                 let posted = read_lat_client(&mut r, &rem, s, iters)?;
@@ -765,6 +787,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             }
         }
         (Test::ReadLat, false) => {}
+        (Test::WriteLat, _) if timed.is_some() => {
+            if let Some(timed) = timed {
+                let n = write_lat_timed(&mut r, &rem, size, timed)?;
+                let _ = writeln!(out, "{}", report::lat_timed_row(size, n, timed.sample(), 2));
+            }
+        }
         (Test::WriteLat, _) => {
             for &s in &sizes {
                 let posted = write_lat(&mut r, &rem, s, iters)?;
@@ -779,12 +807,17 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             for &s in &sizes {
                 // Receives for the whole run (reposted as they complete), then a barrier so
                 // no SEND arrives before them.
-                for _ in 0..iters.min(RX_DEPTH) {
+                for _ in 0..first_recvs(iters, timed) {
                     let wr = r.recv_wr(s);
                     r.with(|c| c.post_recv(qpn, wr))?
                         .map_err(e("Couldn't post receive"))?;
                 }
                 barrier(&mut oob, &mut r, &my)?;
+                if let Some(timed) = timed {
+                    let n = send_lat_timed(&mut r, s, timed)?;
+                    let _ = writeln!(out, "{}", report::lat_timed_row(s, n, timed.sample(), 2));
+                    continue;
+                }
                 let posted = send_lat(&mut r, s, iters)?;
                 let _ = writeln!(
                     out,
@@ -1269,21 +1302,9 @@ fn read_lat_client(
 ) -> Result<Vec<u64>, PerftestError> {
     let base = Instant::now();
     let mut posted = Vec::with_capacity(iters as usize);
-    let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
+    let (qpn, scq) = (r.qpn, r.scq);
     for i in 0..iters {
-        let wr = SendWr::new(
-            i,
-            WrOpcode::RdmaRead(Remote {
-                addr: rem.vaddr,
-                rkey: Rkey(rem.rkey),
-            }),
-            Some(Sge {
-                addr: BUF,
-                length: size as u32,
-                lkey,
-            }),
-            SendFlags::SIGNALED,
-        );
+        let wr = read_lat_wr(r, rem, i, size);
         posted.push(now_ns(base));
         r.with(|c| c.post_send(qpn, wr))?
             .map_err(e("Couldn't post send"))?;
@@ -1392,6 +1413,166 @@ fn send_lat(r: &mut Rdma, size: u64, iters: u64) -> Result<Vec<u64>, PerftestErr
         }
     }
     Ok(posted_t)
+}
+
+/// The READ of `run_iter_lat`: one at a time, all of `size` from the peer's buffer into ours.
+fn read_lat_wr(r: &Rdma, rem: &KeyMsg, id: u64, size: u64) -> SendWr {
+    SendWr::new(
+        id,
+        WrOpcode::RdmaRead(Remote {
+            addr: rem.vaddr,
+            rkey: Rkey(rem.rkey),
+        }),
+        Some(Sge {
+            addr: BUF,
+            length: size as u32,
+            lkey: r.lkey,
+        }),
+        SendFlags::SIGNALED,
+    )
+}
+
+/// `run_iter_lat` in DURATION mode: READs one at a time until the end, those completing in the
+/// sample counted.
+fn read_lat_timed(
+    r: &mut Rdma,
+    rem: &KeyMsg,
+    size: u64,
+    timed: Timed,
+) -> Result<u64, PerftestError> {
+    let (qpn, scq) = (r.qpn, r.scq);
+    let clock = Clock::start(timed);
+    let mut counted = 0u64;
+    let mut id = 0u64;
+    while clock.phase() != Phase::End {
+        id += 1;
+        let wr = read_lat_wr(r, rem, id, size);
+        r.with(|c| c.post_send(qpn, wr))?
+            .map_err(e("Couldn't post send"))?;
+        if r.wait_wc_until(scq, "READ completion", Some(&clock))?
+            .is_none()
+        {
+            break;
+        }
+        if clock.phase() == Phase::Sample {
+            counted += 1;
+        }
+    }
+    Ok(counted)
+}
+
+/// `run_iter_lat_write` in DURATION mode: the ping-pong of counted WRITEs until the end (each
+/// side's wait gives up there), the WRITE completions of the sample counted.
+fn write_lat_timed(
+    r: &mut Rdma,
+    rem: &KeyMsg,
+    size: u64,
+    timed: Timed,
+) -> Result<u64, PerftestError> {
+    let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
+    let post_at = (size - 1) as usize;
+    let poll_at = (r.half + size - 1) as usize;
+    let clock = Clock::start(timed);
+    let (mut scnt, mut rcnt, mut counted) = (0u64, 0u64, 0u64);
+    'run: while clock.phase() != Phase::End {
+        if !(scnt < 1 && r.server) {
+            rcnt += 1;
+            let want = rcnt as u8;
+            let mut last = Instant::now();
+            loop {
+                let seen = r.with(|c| c.mr_bytes(lkey).and_then(|m| m.get(poll_at).copied()))?;
+                if seen == Some(want) {
+                    break;
+                }
+                if clock.phase() == Phase::End {
+                    break 'run;
+                }
+                if r.turn(None)?.1 {
+                    last = Instant::now();
+                } else if last.elapsed() > r.timeout {
+                    return Err(PerftestError(format!(
+                        "no WRITE from the peer in {:?} (iteration {rcnt})",
+                        r.timeout
+                    )));
+                }
+            }
+        }
+        scnt += 1;
+        let count = scnt as u8;
+        r.with(|c| {
+            if let Some(b) = c.mr_bytes_mut(lkey).and_then(|m| m.get_mut(post_at)) {
+                *b = count;
+            }
+        })?;
+        let wr = SendWr::new(
+            scnt,
+            WrOpcode::RdmaWrite(Remote {
+                addr: rem.vaddr,
+                rkey: Rkey(rem.rkey),
+            }),
+            Some(Sge {
+                addr: BUF,
+                length: size as u32,
+                lkey,
+            }),
+            SendFlags::SIGNALED,
+        );
+        r.with(|c| c.post_send(qpn, wr))?
+            .map_err(e("Couldn't post send"))?;
+        if r.wait_wc_until(scq, "WRITE completion", Some(&clock))?
+            .is_none()
+        {
+            break;
+        }
+        if clock.phase() == Phase::Sample {
+            counted += 1;
+        }
+    }
+    Ok(counted)
+}
+
+/// `run_iter_lat_send` in DURATION mode: the SEND ping-pong, the client first, until the end;
+/// each side's clock starts at the first SEND it receives (perftest's `set_on_first_rx_packet`)
+/// and the receives of the sample are counted.
+fn send_lat_timed(r: &mut Rdma, size: u64, timed: Timed) -> Result<u64, PerftestError> {
+    let (lkey, qpn, scq, rcq) = (r.lkey, r.qpn, r.scq, r.rcq);
+    let mut clock: Option<Clock> = None;
+    let (mut scnt, mut counted) = (0u64, 0u64);
+    while clock.as_ref().is_none_or(|c| c.phase() != Phase::End) {
+        if scnt >= 1 || r.server {
+            if r.wait_wc_until(rcq, "message from the peer", clock.as_ref())?
+                .is_none()
+            {
+                break;
+            }
+            let c = *clock.get_or_insert_with(|| Clock::start(timed));
+            if c.phase() == Phase::Sample {
+                counted += 1;
+            }
+            let wr = r.recv_wr(size);
+            r.with(|c| c.post_recv(qpn, wr))?
+                .map_err(e("Couldn't post receive"))?;
+        }
+        scnt += 1;
+        let wr = SendWr::new(
+            scnt,
+            WrOpcode::Send,
+            Some(Sge {
+                addr: BUF,
+                length: size as u32,
+                lkey,
+            }),
+            SendFlags::SIGNALED,
+        );
+        r.with(|c| c.post_send(qpn, wr))?
+            .map_err(e("Couldn't post send"))?;
+        if r.wait_wc_until(scq, "SEND completion", clock.as_ref())?
+            .is_none()
+        {
+            break;
+        }
+    }
+    Ok(counted)
 }
 
 fn connect_retry(to: SocketAddr, timeout: Duration) -> Result<TcpStream, PerftestError> {
