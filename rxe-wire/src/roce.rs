@@ -214,7 +214,12 @@ pub(crate) fn emit_transport_headers(
     }
     bth.emit(&mut bth::Packet::new_unchecked(&mut buf[..bth::HEADER_LEN]));
     ext.emit(&mut buf[bth::HEADER_LEN..hdr]);
-    buf[hdr + payload_len..len].fill(0);
+    // Pad and ICRC zeroed with fixed-size stores (a variable-length fill is a memset call).
+    let pad_at = hdr + payload_len;
+    if pad != 0 {
+        buf[pad_at..pad_at + pad].copy_from_slice(&[0u8; 3][..pad]);
+    }
+    buf[len - ICRC_LEN..len].copy_from_slice(&[0u8; ICRC_LEN]);
     Ok((hdr, len))
 }
 

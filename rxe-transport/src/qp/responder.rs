@@ -100,6 +100,8 @@ pub(crate) struct Resp {
     res: [Option<Resource>; MAX_RD_ATOMIC as usize],
     res_next: usize,
     pending: Deque<Pending, PENDING>,
+    /// How many of `pending` count against `max_dest_rd_atomic` (see [`Resp::counts`]).
+    reads: usize,
     /// A fatal NAK is queued: input is dropped until it is sent and the QP is in ERR.
     pub(crate) error_pending: bool,
     /// UC: the message in progress was broken off; drop until the next FIRST or ONLY.
@@ -116,6 +118,7 @@ impl Resp {
     }
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
+        self.reads = 0;
         self.recv_active = false;
         self.recv_off = 0;
         self.write = None;
@@ -144,20 +147,48 @@ impl Resp {
                 self.pending.pop_back();
             }
         }
-        self.pending.push_back(p).is_ok()
+        let ok = self.pending.push_back(p).is_ok();
+        if ok && Resp::counts(&p) {
+            self.reads += 1;
+        }
+        ok
     }
-    /// READ/atomic requests being answered. Replays for duplicates do not count: they are
-    /// requests already counted once (a retry, or a packet the network duplicated).
+    /// Whether a queued answer is a READ/atomic request being answered. Replays for duplicates
+    /// do not count: they are requests already counted once (a retry, or a packet the network
+    /// duplicated).
+    fn counts(p: &Pending) -> bool {
+        matches!(
+            p,
+            Pending::Read { replay: false, .. } | Pending::AtomicAck { replay: false, .. }
+        )
+    }
+    /// READ/atomic requests being answered (kept as a count: this is asked on every READ).
     fn outstanding_reads(&self) -> usize {
-        self.pending
-            .iter()
-            .filter(|p| {
-                matches!(
-                    p,
-                    Pending::Read { replay: false, .. } | Pending::AtomicAck { replay: false, .. }
-                )
-            })
-            .count()
+        debug_assert_eq!(
+            self.reads,
+            self.pending.iter().filter(|p| Resp::counts(p)).count()
+        );
+        self.reads
+    }
+    /// Removes the front answer once it has gone out.
+    fn pop_front(&mut self) {
+        if let Some(p) = self.pending.pop_front() {
+            if Resp::counts(&p) {
+                self.reads -= 1;
+            }
+        }
+    }
+    /// Replaces the front answer (the rest of a READ, or the NAK that ends it).
+    fn replace_front(&mut self, p: Pending) {
+        if let Some(front) = self.pending.front_mut() {
+            let was = Resp::counts(front);
+            *front = p;
+            match (was, Resp::counts(&p)) {
+                (true, false) => self.reads -= 1,
+                (false, true) => self.reads += 1,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -802,7 +833,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 };
                 let bth = self.bth(Opcode::RC_ACKNOWLEDGE, psn, false, false);
                 let n = self.emit(buf, bth, ext, 0, |_| {});
-                self.resp.pending.pop_front();
+                self.resp.pop_front();
                 if fatal {
                     self.resp.error_pending = false;
                     let status = match syndrome {
@@ -823,7 +854,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                     ..ExtHeaders::default()
                 };
                 let bth = self.bth(Opcode::RC_ATOMIC_ACKNOWLEDGE, psn, false, false);
-                self.resp.pending.pop_front();
+                self.resp.pop_front();
                 self.emit(buf, bth, ext, 0, |_| {})
             }
             Pending::Read {
@@ -851,14 +882,12 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 let dkey = self.remote_key(mem, rkey, addr, u64::from(paylen), Access::REMOTE_READ);
                 let Some(dkey) = dkey else {
                     // The region went away mid-response.
-                    if let Some(front) = self.resp.pending.front_mut() {
-                        *front = Pending::Ack {
-                            psn: next_psn,
-                            syndrome: Syndrome::Nak(NakCode::RemoteAccessError),
-                            msn,
-                            fatal: true,
-                        };
-                    }
+                    self.resp.replace_front(Pending::Ack {
+                        psn: next_psn,
+                        syndrome: Syndrome::Nak(NakCode::RemoteAccessError),
+                        msn,
+                        fatal: true,
+                    });
                     return self.poll_response(buf, mem);
                 };
                 let mut ext = ExtHeaders::default();
@@ -877,9 +906,9 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 });
                 let _ = first_psn;
                 if last {
-                    self.resp.pending.pop_front();
-                } else if let Some(front) = self.resp.pending.front_mut() {
-                    *front = Pending::Read {
+                    self.resp.pop_front();
+                } else {
+                    self.resp.replace_front(Pending::Read {
                         rkey,
                         va,
                         len,
@@ -888,7 +917,7 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                         off: off + paylen,
                         msn,
                         replay,
-                    };
+                    });
                 }
                 n
             }
