@@ -411,3 +411,43 @@ fn any_lat_row(out: &str, size: u64) -> Option<(u64, Vec<f64>)> {
         Some((n, f[2..].iter().filter_map(|x| x.parse().ok()).collect()))
     })
 }
+
+#[test]
+fn bidirectional_runs_take_every_size_too() {
+    for (k, t) in [Test::WriteBw, Test::SendBw].into_iter().enumerate() {
+        let (s, c) = pair_in(t, None, 5, true, 660 + k as u16, |a| a.bidirectional = true);
+        for i in 1..24 {
+            // Both sides print the same sum for every size, as perftest's RUN_ALL with -b.
+            let cr = row(&c, 1 << i, 5).unwrap_or_else(|| panic!("{t:?} {}:\n{c}", 1 << i));
+            assert_eq!(
+                Some(cr.clone()),
+                row(&s, 1 << i, 5),
+                "{t:?} {}:\n{s}",
+                1 << i
+            );
+            // (2 bytes five times is 0.00 MB/sec to two places; the message rate shows.)
+            assert!(cr[2] > 0.0, "{cr:?}");
+        }
+        // One result line closes the table, after the last size.
+        assert!(c.ends_with(&format!(
+            "{}\n",
+            rxe_examples::perftest::report::RESULT_LINE
+        )));
+    }
+}
+
+#[test]
+fn a_timed_bidirectional_send_run_prints_each_sides_own_count() {
+    // perftest's run_iter_bi in DURATION mode swaps no reports: each side counts its SENDs and
+    // receives of the sample and prints them.
+    let (s, c) = pair_in(Test::SendBw, Some(4096), 1, false, 670, |a| {
+        a.duration = Some(2);
+        a.bidirectional = true;
+    });
+    let (cn, cr) = any_row(&c, 4096).unwrap_or_else(|| panic!("no row:\n{c}"));
+    let (sn, sr) = any_row(&s, 4096).unwrap_or_else(|| panic!("no row:\n{s}"));
+    assert!(cn > 1000 && sn > 1000, "{c}\n{s}");
+    assert!(cr[0] == 0.0 && sr[0] == 0.0 && cr[1] > 0.0 && sr[1] > 0.0);
+    let avg = 4096.0 * cn as f64 / 2.0 / 1_048_576.0;
+    assert!((cr[1] - avg).abs() <= avg * 1e-3 + 0.01, "{avg} vs {cr:?}");
+}

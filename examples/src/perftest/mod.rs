@@ -5,7 +5,7 @@
 //! announces version 6.06) as server or client.
 //!
 //! Duration mode (`-D`, `-f`, [`duration`]) runs any of them for a time instead of `-n`
-//! iterations. Not yet: rdma_cm (`-R`), `-b` with `-a`.
+//! iterations. Not yet: rdma_cm (`-R`).
 
 pub mod duration;
 pub mod exchange;

@@ -429,9 +429,6 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         ));
     }
 
-    if duplex && args.all {
-        return Err(PerftestError("-b with -a is not supported yet".into()));
-    }
     let timed = match args.duration {
         None if args.margin.is_some() => {
             return Err(PerftestError("-f: a margin needs a duration (-D)".into()))
@@ -691,11 +688,17 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, _) if duplex => {
             // Both sides run; a barrier before, the reports swapped after, and each side prints
             // the sum of both directions (perftest's print_full_bw_report with the peer's).
-            barrier(&mut oob, &mut r, &my)?;
-            let (b, n) = bw_run(
-                &mut r, t, &rems, size, iters, tx_depth, with_peak, gbits, timed,
-            )?;
-            duplex_report(&mut oob, &mut r, size, n, &b, out)?;
+            for &s in &sizes {
+                barrier(&mut oob, &mut r, &my)?;
+                let (b, n) = bw_run(
+                    &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
+                )?;
+                if args.all {
+                    // perftest's RUN_ALL (4.6 and later) syncs after every size's run too.
+                    barrier(&mut oob, &mut r, &my)?;
+                }
+                duplex_report(&mut oob, &mut r, s, n, &b, out)?;
+            }
         }
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, true) => {
             for &s in &sizes {
@@ -750,7 +753,16 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                     let (b, all) = bw_run(
                         &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
                     )?;
-                    duplex_report(&mut oob, &mut r, s, all, &b, out)?;
+                    if timed.is_some() {
+                        // A timed run_iter_bi swaps no reports: each side prints its own,
+                        // SENDs and receives counted together.
+                        let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
+                    } else {
+                        duplex_report(&mut oob, &mut r, s, all, &b, out)?;
+                    }
+                    if args.all {
+                        barrier(&mut oob, &mut r, &my)?;
+                    }
                     continue;
                 }
                 let (b, all) = match (client, timed) {
@@ -833,8 +845,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             .map_err(e("Failed to close connection between server and client"))?;
         oob.close(&mut || r.pump());
     }
-    let silent_end =
-        (t.is_bw() && duplex) || (t.one_sided_bw() && client) || (t == Test::ReadLat && !client);
+    let silent_end = (t.one_sided_bw() && client && !duplex) || (t == Test::ReadLat && !client);
     if !silent_end {
         let _ = writeln!(out, "{RESULT_LINE}");
     }
@@ -874,7 +885,6 @@ fn duplex_report(
         msg_rate: b.msg_rate + theirs.msg_rate,
     };
     let _ = writeln!(out, "{}", report::bw_row(size, iters, &sum));
-    let _ = writeln!(out, "{RESULT_LINE}");
     Ok(())
 }
 
@@ -1023,8 +1033,9 @@ fn bw_wr(r: &Rdma, t: Test, rem: &KeyMsg, i: usize, k: u64, size: u64, signaled:
 
 /// `run_iter_bw` in DURATION mode: post round-robin for the whole duration, every `cq_mod`-th
 /// signaled, and count what completes in the sample; then stop posting, as perftest, without
-/// waiting for what is still in flight. With `-b` for SENDs the peer's SENDs are received (and
-/// their receives reposted) meanwhile.
+/// waiting for what is still in flight. With `-b` for SENDs (`run_iter_bi`) the peer's SENDs
+/// are received, their receives reposted and counted too, and a server starts only at its first
+/// receive.
 fn bw_client_timed(
     r: &mut Rdma,
     t: Test,
@@ -1042,15 +1053,20 @@ fn bw_client_timed(
     let qps = r.qps.clone();
     let recv = r.duplex_recv;
     let mut counted = 0u64;
-    let clock = Clock::start(timed);
+    // run_iter_bi: a server sends nothing, and starts its clock, until its first receive.
+    let mut clock = if recv.is_some() && r.server {
+        None
+    } else {
+        Some(Clock::start(timed))
+    };
     let mut last = Instant::now();
     loop {
-        let phase = clock.phase();
-        if phase == Phase::End {
+        let phase = clock.map(|c| c.phase());
+        if phase == Some(Phase::End) {
             break;
         }
         for (i, &qpn) in qps.iter().enumerate() {
-            while scnt[i] - ccnt[i] < tx_depth {
+            while phase.is_some() && scnt[i] - ccnt[i] < tx_depth {
                 let signaled = (scnt[i] + 1).is_multiple_of(cq_mod);
                 let wr = bw_wr(r, t, &rems[i], i, scnt[i], size, signaled);
                 r.with(|c| c.post_send(qpn, wr))?
@@ -1070,7 +1086,7 @@ fn bw_client_timed(
                 let newly = upto.saturating_sub(*c);
                 *c += newly;
                 // Counted when seen, as perftest counts in the state its alarm has set.
-                if clock.phase() == Phase::Sample {
+                if clock.is_some_and(|c| c.phase() == Phase::Sample) {
                     counted += newly;
                 }
             }
@@ -1081,6 +1097,11 @@ fn bw_client_timed(
             while let Some(wc) = r.with(|c| c.poll_cq(rcq))? {
                 let wc = check(wc, r.server)?;
                 last = Instant::now();
+                // Receives count too (run_iter_bi's iters), from the first one's clock on.
+                let c = *clock.get_or_insert_with(|| Clock::start(timed));
+                if c.phase() == Phase::Sample {
+                    counted += 1;
+                }
                 let q = qps
                     .iter()
                     .copied()
