@@ -22,11 +22,14 @@ fn pair_in(
     n: u16,
     tweak: fn(&mut PerftestArgs),
 ) -> (String, String) {
-    let port = 20000 + (std::process::id() % 5000) as u16 * 4 + n;
+    // Below the ephemeral range (32768 and up), where the kernel's own picks for TCP client
+    // sockets, and those still in TIME_WAIT, can hold a port a moment before the server binds
+    // it. The RoCE UDP port takes the same number (another protocol's space).
+    let port = 10000 + ((std::process::id() % 3000) as u16 * 7 + n) % 22000;
     let mut srv = PerftestArgs::new(test);
     srv.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)).into());
     srv.port = port;
-    srv.udp_port = port + 20000;
+    srv.udp_port = port;
     srv.size = size;
     srv.iters = Some(iters);
     srv.all = all;

@@ -10,7 +10,8 @@ fn rxe() -> Command {
 }
 
 fn ports(n: u16) -> (String, String) {
-    let p = 21000 + (std::process::id() % 8000) as u16 * 2 + n * 16000 % 30000;
+    // Below the ephemeral range (32768 and up), whose ports TCP clients and TIME_WAIT hold.
+    let p = 10000 + ((std::process::id() % 10000) as u16 * 2 + n * 8000) % 22000;
     (p.to_string(), (p + 1).to_string())
 }
 

@@ -386,6 +386,19 @@ impl Rdma {
             },
         )
     }
+
+    /// Posts a receive of `size` on the QP a receive just completed on (`qp_num`).
+    fn repost_recv(&mut self, qp_num: u32, size: u64) -> Result<(), PerftestError> {
+        let q = self
+            .qps
+            .iter()
+            .copied()
+            .find(|q| q.value() == qp_num)
+            .unwrap_or(self.qpn);
+        let wr = self.recv_wr(size);
+        self.with(|c| c.post_recv(q, wr))?
+            .map_err(e("Couldn't post receive"))
+    }
 }
 
 fn check(
@@ -782,60 +795,35 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                 }
             }
         }
-        (Test::ReadLat, true) if timed.is_some() => {
-            if let Some(timed) = timed {
-                let n = read_lat_timed(&mut r, &rem, size, timed)?;
-                let _ = writeln!(out, "{}", report::lat_timed_row(size, n, timed.sample(), 1));
-            }
-        }
-        (Test::ReadLat, true) => {
-            for &s in &sizes {
-                let posted = read_lat_client(&mut r, &rem, s, iters)?;
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    report::lat_row(s, iters, &report::lat(&posted, 1))
-                );
-            }
-        }
         (Test::ReadLat, false) => {}
-        (Test::WriteLat, _) if timed.is_some() => {
-            if let Some(timed) = timed {
-                let n = write_lat_timed(&mut r, &rem, size, timed)?;
-                let _ = writeln!(out, "{}", report::lat_timed_row(size, n, timed.sample(), 2));
-            }
-        }
-        (Test::WriteLat, _) => {
+        (Test::ReadLat | Test::WriteLat | Test::SendLat, _) => {
+            let span = match timed {
+                Some(tm) => Span::Timed(tm),
+                None => Span::Iters(iters),
+            };
             for &s in &sizes {
-                let posted = write_lat(&mut r, &rem, s, iters)?;
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    report::lat_row(s, iters, &report::lat(&posted, 2))
-                );
-            }
-        }
-        (Test::SendLat, _) => {
-            for &s in &sizes {
-                // Receives for the whole run (reposted as they complete), then a barrier so
-                // no SEND arrives before them.
-                for _ in 0..first_recvs(iters, timed) {
-                    let wr = r.recv_wr(s);
-                    r.with(|c| c.post_recv(qpn, wr))?
-                        .map_err(e("Couldn't post receive"))?;
-                }
-                barrier(&mut oob, &mut r, &my)?;
-                if let Some(timed) = timed {
-                    let n = send_lat_timed(&mut r, s, timed)?;
-                    let _ = writeln!(out, "{}", report::lat_timed_row(s, n, timed.sample(), 2));
-                    continue;
-                }
-                let posted = send_lat(&mut r, s, iters)?;
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    report::lat_row(s, iters, &report::lat(&posted, 2))
-                );
+                let run = match t {
+                    Test::ReadLat => read_lat(&mut r, &rem, s, span)?,
+                    Test::WriteLat => write_lat(&mut r, &rem, s, span)?,
+                    _ => {
+                        // Receives for the whole run (reposted as they complete), then a
+                        // barrier so no SEND arrives before them.
+                        for _ in 0..first_recvs(iters, timed) {
+                            let wr = r.recv_wr(s);
+                            r.with(|c| c.post_recv(qpn, wr))?
+                                .map_err(e("Couldn't post receive"))?;
+                        }
+                        barrier(&mut oob, &mut r, &my)?;
+                        send_lat(&mut r, s, span)?
+                    }
+                };
+                // READ's latency is a whole round trip; the ping-pongs' half of one.
+                let rtt_factor = if t == Test::ReadLat { 1 } else { 2 };
+                let row = match timed {
+                    Some(tm) => report::lat_timed_row(s, run.counted, tm.sample(), rtt_factor),
+                    None => report::lat_row(s, iters, &report::lat(&run.posted, rtt_factor)),
+                };
+                let _ = writeln!(out, "{row}");
             }
         }
     }
@@ -972,29 +960,6 @@ fn first_recvs(iters: u64, timed: Option<Timed>) -> u64 {
     }
 }
 
-/// A BW client run of either test type: `-n` iterations on every QP, or timed (`-D`). Returns
-/// the figures and the iterations the report row counts (every QP's; a timed run's sample).
-#[allow(clippy::too_many_arguments)]
-fn bw_run(
-    r: &mut Rdma,
-    t: Test,
-    rems: &[KeyMsg],
-    size: u64,
-    iters: u64,
-    tx_depth: u64,
-    with_peak: bool,
-    gbits: bool,
-    timed: Option<Timed>,
-) -> Result<(report::Bw, u64), PerftestError> {
-    match timed {
-        Some(timed) => bw_client_timed(r, t, rems, size, tx_depth, timed, gbits),
-        None => {
-            let b = bw_client(r, t, rems, size, iters, tx_depth, with_peak, gbits)?;
-            Ok((b, iters * r.qps.len() as u64))
-        }
-    }
-}
-
 /// The work request `run_iter_bw` posts for operation `k` on QP `i`: the verb at the remote
 /// and local addresses perftest steps through, its wr_id saying which QP and how far.
 fn bw_wr(r: &Rdma, t: Test, rem: &KeyMsg, i: usize, k: u64, size: u64, signaled: bool) -> SendWr {
@@ -1031,100 +996,6 @@ fn bw_wr(r: &Rdma, t: Test, rem: &KeyMsg, i: usize, k: u64, size: u64, signaled:
     )
 }
 
-/// `run_iter_bw` in DURATION mode: post round-robin for the whole duration, every `cq_mod`-th
-/// signaled, and count what completes in the sample; then stop posting, as perftest, without
-/// waiting for what is still in flight. With `-b` for SENDs (`run_iter_bi`) the peer's SENDs
-/// are received, their receives reposted and counted too, and a server starts only at its first
-/// receive.
-fn bw_client_timed(
-    r: &mut Rdma,
-    t: Test,
-    rems: &[KeyMsg],
-    size: u64,
-    tx_depth: u64,
-    timed: Timed,
-    gbits: bool,
-) -> Result<(report::Bw, u64), PerftestError> {
-    let cq_mod = tx_depth.min(100);
-    let nq = r.qps.len();
-    let mut scnt = vec![0u64; nq];
-    let mut ccnt = vec![0u64; nq];
-    let (scq, rcq) = (r.scq, r.rcq);
-    let qps = r.qps.clone();
-    let recv = r.duplex_recv;
-    let mut counted = 0u64;
-    // run_iter_bi: a server sends nothing, and starts its clock, until its first receive.
-    let mut clock = if recv.is_some() && r.server {
-        None
-    } else {
-        Some(Clock::start(timed))
-    };
-    let mut last = Instant::now();
-    loop {
-        let phase = clock.map(|c| c.phase());
-        if phase == Some(Phase::End) {
-            break;
-        }
-        for (i, &qpn) in qps.iter().enumerate() {
-            while phase.is_some() && scnt[i] - ccnt[i] < tx_depth {
-                let signaled = (scnt[i] + 1).is_multiple_of(cq_mod);
-                let wr = bw_wr(r, t, &rems[i], i, scnt[i], size, signaled);
-                r.with(|c| c.post_send(qpn, wr))?
-                    .map_err(e("Couldn't post send"))?;
-                scnt[i] += 1;
-            }
-        }
-        let (first, heard) = r.turn(Some(scq))?;
-        if heard {
-            last = Instant::now();
-        }
-        let mut next = first;
-        while let Some(wc) = next {
-            let wc = check(wc, false)?;
-            let (i, upto) = ((wc.wr_id >> 40) as usize, (wc.wr_id & 0xff_ffff_ffff) + 1);
-            if let Some(c) = ccnt.get_mut(i) {
-                let newly = upto.saturating_sub(*c);
-                *c += newly;
-                // Counted when seen, as perftest counts in the state its alarm has set.
-                if clock.is_some_and(|c| c.phase() == Phase::Sample) {
-                    counted += newly;
-                }
-            }
-            last = Instant::now();
-            next = r.with(|c| c.poll_cq(scq))?;
-        }
-        if let Some(rsize) = recv {
-            while let Some(wc) = r.with(|c| c.poll_cq(rcq))? {
-                let wc = check(wc, r.server)?;
-                last = Instant::now();
-                // Receives count too (run_iter_bi's iters), from the first one's clock on.
-                let c = *clock.get_or_insert_with(|| Clock::start(timed));
-                if c.phase() == Phase::Sample {
-                    counted += 1;
-                }
-                let q = qps
-                    .iter()
-                    .copied()
-                    .find(|q| q.value() == wc.qp_num)
-                    .unwrap_or(qps[0]);
-                let wr = r.recv_wr(rsize);
-                r.with(|c| c.post_recv(q, wr))?
-                    .map_err(e("Couldn't post receive"))?;
-            }
-        }
-        if last.elapsed() > r.timeout {
-            return Err(PerftestError(format!(
-                "no completion in {:?}: is the peer still there?",
-                r.timeout
-            )));
-        }
-    }
-    Ok((
-        report::bw_timed(size, counted, timed.sample(), gbits),
-        counted,
-    ))
-}
-
 /// `run_iter_bw_server` in DURATION mode: the clock starts at the first SEND received (as
 /// perftest's `set_on_first_rx_packet`); every receive is reposted, those completing in the
 /// sample counted, until the run's end.
@@ -1134,7 +1005,6 @@ fn send_bw_server_timed(
     timed: Timed,
     gbits: bool,
 ) -> Result<(report::Bw, u64), PerftestError> {
-    let qps = r.qps.clone();
     let rcq = r.rcq;
     let mut wc = Some(r.wait_wc(rcq, "message")?);
     let clock = Clock::start(timed);
@@ -1151,14 +1021,7 @@ fn send_bw_server_timed(
             if clock.phase() == Phase::Sample {
                 counted += 1;
             }
-            let q = qps
-                .iter()
-                .copied()
-                .find(|q| q.value() == c.qp_num)
-                .unwrap_or(qps[0]);
-            let wr = r.recv_wr(size);
-            r.with(|d| d.post_recv(q, wr))?
-                .map_err(e("Couldn't post receive"))?;
+            r.repost_recv(c.qp_num, size)?;
             wc = r.with(|d| d.poll_cq(rcq))?;
         }
         let (next, heard) = r.turn(Some(rcq))?;
@@ -1180,11 +1043,16 @@ fn send_bw_server_timed(
     ))
 }
 
-/// `run_iter_bw`: round-robin over the QPs, each with up to `tx_depth` outstanding and every
-/// `cq_mod`-th (and its last) signaled; the times are over all QPs' operations in posting and
-/// completion order, as perftest's `tposted` / `tcompleted`.
+/// `run_iter_bw` (with `-b` for SENDs, `run_iter_bi`): round-robin over the QPs, each with up
+/// to `tx_depth` outstanding and every `cq_mod`-th signaled. Counted (`-n`): `iters` on every
+/// QP, the last signaled too, figures from the post and completion times over all QPs'
+/// operations in order (perftest's `tposted` / `tcompleted`); the row counts every QP's
+/// iterations. Timed (`-D`): posting until the end, the completions of the sample counted
+/// (receives too, with `-b`), then stopping without waiting for what is in flight, as perftest;
+/// a `-b` server starts, sending and timing, at its first receive. With `-b` for SENDs the
+/// peer's SENDs are received meanwhile and their receives reposted.
 #[allow(clippy::too_many_arguments)]
-fn bw_client(
+fn bw_run(
     r: &mut Rdma,
     t: Test,
     rems: &[KeyMsg],
@@ -1193,31 +1061,51 @@ fn bw_client(
     tx_depth: u64,
     with_peak: bool,
     gbits: bool,
-) -> Result<report::Bw, PerftestError> {
+    timed: Option<Timed>,
+) -> Result<(report::Bw, u64), PerftestError> {
     let cq_mod = tx_depth.min(100);
     let nq = r.qps.len();
-    let total = iters * nq as u64;
+    // Per QP: operations to post (unbounded when timed); over all QPs, for the times.
+    let n = if timed.is_some() { u64::MAX } else { iters };
+    let total = if timed.is_some() {
+        0
+    } else {
+        iters * nq as u64
+    };
     let mut posted_t = vec![0u64; total as usize];
     let mut done_t = vec![0u64; total as usize];
-    // Per QP: posted and completed counts.
+    // Per QP: posted, completed, receives posted.
     let mut scnt = vec![0u64; nq];
     let mut ccnt = vec![0u64; nq];
-    let (mut totscnt, mut totccnt) = (0u64, 0u64);
+    let mut rposted = vec![first_recvs(iters, timed); nq];
+    let (mut totscnt, mut totccnt, mut rcnt, mut counted) = (0u64, 0u64, 0u64, 0u64);
     let base = Instant::now();
     let mut last = Instant::now();
     let (scq, rcq) = (r.scq, r.rcq);
     let qps = r.qps.clone();
-    // -b with SENDs: the peer's SENDs arrive meanwhile; each QP's receives are reposted until
-    // it has had `iters` (the first `iters.min(RX_DEPTH)` were posted before the run).
     let recv = r.duplex_recv;
-    let mut rposted = vec![iters.min(RX_DEPTH); nq];
-    let mut rcnt = 0u64;
-    while totccnt < total || (recv.is_some() && rcnt < total) {
+    let mut clock = match timed {
+        Some(tm) if !(recv.is_some() && r.server) => Some(Clock::start(tm)),
+        _ => None,
+    };
+    loop {
+        let phase = clock.map(|c| c.phase());
+        let more = match timed {
+            Some(_) => phase != Some(Phase::End),
+            None => totccnt < total || (recv.is_some() && rcnt < total),
+        };
+        if !more {
+            break;
+        }
+        // A timed -b server waits for its first receive.
+        let may_post = timed.is_none() || phase.is_some();
         for (i, &qpn) in qps.iter().enumerate() {
-            while scnt[i] < iters && scnt[i] - ccnt[i] < tx_depth {
-                let signaled = (scnt[i] + 1).is_multiple_of(cq_mod) || scnt[i] + 1 == iters;
+            while may_post && scnt[i] < n && scnt[i] - ccnt[i] < tx_depth {
+                let signaled = (scnt[i] + 1).is_multiple_of(cq_mod) || scnt[i] + 1 == n;
                 let wr = bw_wr(r, t, &rems[i], i, scnt[i], size, signaled);
-                posted_t[totscnt as usize] = now_ns(base);
+                if let Some(p) = posted_t.get_mut(totscnt as usize) {
+                    *p = now_ns(base);
+                }
                 r.with(|c| c.post_send(qpn, wr))?
                     .map_err(e("Couldn't post send"))?;
                 scnt[i] += 1;
@@ -1234,12 +1122,16 @@ fn bw_client(
             let now = now_ns(base);
             let (i, upto) = ((wc.wr_id >> 40) as usize, (wc.wr_id & 0xff_ffff_ffff) + 1);
             if let Some(c) = ccnt.get_mut(i) {
-                let newly = upto.min(iters).saturating_sub(*c);
+                let newly = upto.min(n).saturating_sub(*c);
                 *c += newly;
                 for k in totccnt..(totccnt + newly).min(total) {
                     done_t[k as usize] = now;
                 }
                 totccnt += newly;
+                // Counted when seen, as perftest counts in the state its alarm has set.
+                if clock.is_some_and(|c| c.phase() == Phase::Sample) {
+                    counted += newly;
+                }
             }
             last = Instant::now();
             next = r.with(|c| c.poll_cq(scq))?;
@@ -1249,31 +1141,39 @@ fn bw_client(
                 let wc = check(wc, r.server)?;
                 rcnt += 1;
                 last = Instant::now();
+                if let Some(tm) = timed {
+                    // Receives count too (run_iter_bi's iters), from the first one's clock on.
+                    let c = *clock.get_or_insert_with(|| Clock::start(tm));
+                    if c.phase() == Phase::Sample {
+                        counted += 1;
+                    }
+                }
                 let i = qps.iter().position(|q| q.value() == wc.qp_num).unwrap_or(0);
-                if rposted[i] < iters {
-                    let wr = r.recv_wr(rsize);
-                    let q = qps[i];
-                    r.with(|c| c.post_recv(q, wr))?
-                        .map_err(e("Couldn't post receive"))?;
+                if rposted[i] < n {
+                    r.repost_recv(wc.qp_num, rsize)?;
                     rposted[i] += 1;
                 }
             }
         }
         if last.elapsed() > r.timeout {
+            let of = if timed.is_some() {
+                String::new()
+            } else {
+                format!(" of {total}")
+            };
             return Err(PerftestError(format!(
-                "no completion in {:?} ({totccnt} of {total} done): is the peer still there?",
+                "no completion in {:?} ({totccnt}{of} done): is the peer still there?",
                 r.timeout
             )));
         }
     }
-    Ok(report::bw(
-        size,
-        &posted_t,
-        &done_t,
-        cq_mod as usize,
-        with_peak,
-        gbits,
-    ))
+    Ok(match timed {
+        Some(tm) => (report::bw_timed(size, counted, tm.sample(), gbits), counted),
+        None => (
+            report::bw(size, &posted_t, &done_t, cq_mod as usize, with_peak, gbits),
+            total,
+        ),
+    })
 }
 
 /// `run_iter_bw_server`: receive `iters` SENDs on each QP, reposting; BW from the first
@@ -1314,136 +1214,67 @@ fn send_bw_server(
     })
 }
 
-/// `run_iter_lat` for READ: one at a time; the post times are the samples.
-fn read_lat_client(
-    r: &mut Rdma,
-    rem: &KeyMsg,
-    size: u64,
-    iters: u64,
-) -> Result<Vec<u64>, PerftestError> {
-    let base = Instant::now();
-    let mut posted = Vec::with_capacity(iters as usize);
-    let (qpn, scq) = (r.qpn, r.scq);
-    for i in 0..iters {
-        let wr = read_lat_wr(r, rem, i, size);
-        posted.push(now_ns(base));
-        r.with(|c| c.post_send(qpn, wr))?
-            .map_err(e("Couldn't post send"))?;
-        r.wait_wc(scq, "READ completion")?;
-    }
-    Ok(posted)
+/// How long a latency test runs: `-n` operations, or (`-D`) until its clock's end.
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    Iters(u64),
+    Timed(Timed),
 }
 
-/// `run_iter_lat_write`: each side WRITEs its buffer (whose last byte counts the iterations)
-/// into the peer's, and waits to see the peer's count arrive in its own; the server goes first.
-fn write_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, iters: u64) -> Result<Vec<u64>, PerftestError> {
-    let base = Instant::now();
-    let mut posted = Vec::with_capacity(iters as usize);
-    let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
-    let post_at = (size - 1) as usize;
-    let poll_at = (r.half + size - 1) as usize;
-    let (mut scnt, mut rcnt, mut ccnt) = (0u64, 0u64, 0u64);
-    while scnt < iters || rcnt < iters || ccnt < iters {
-        if rcnt < iters && !(scnt < 1 && r.server) {
-            rcnt += 1;
-            let want = rcnt as u8;
-            let mut last = Instant::now();
-            loop {
-                let seen = r.with(|c| c.mr_bytes(lkey).and_then(|m| m.get(poll_at).copied()))?;
-                if seen == Some(want) {
-                    break;
-                }
-                if r.turn(None)?.1 {
-                    last = Instant::now();
-                } else if last.elapsed() > r.timeout {
-                    return Err(PerftestError(format!(
-                        "no WRITE from the peer in {:?} (iteration {rcnt})",
-                        r.timeout
-                    )));
-                }
-            }
-        }
-        if scnt < iters {
-            posted.push(now_ns(base));
-            scnt += 1;
-            let count = scnt as u8;
-            r.with(|c| {
-                if let Some(b) = c.mr_bytes_mut(lkey).and_then(|m| m.get_mut(post_at)) {
-                    *b = count;
-                }
-            })?;
-            let wr = SendWr::new(
-                scnt,
-                WrOpcode::RdmaWrite(Remote {
-                    addr: rem.vaddr,
-                    rkey: Rkey(rem.rkey),
-                }),
-                Some(Sge {
-                    addr: BUF,
-                    length: size as u32,
-                    lkey,
-                }),
-                SendFlags::SIGNALED,
-            );
-            r.with(|c| c.post_send(qpn, wr))?
-                .map_err(e("Couldn't post send"))?;
-        }
-        if ccnt < iters {
-            r.wait_wc(scq, "WRITE completion")?;
-            ccnt += 1;
+impl Span {
+    /// Operations to do at most (unbounded when timed).
+    fn limit(self) -> u64 {
+        match self {
+            Span::Iters(n) => n,
+            Span::Timed(_) => u64::MAX,
         }
     }
-    Ok(posted)
 }
 
-/// `run_iter_lat_send`: SEND ping-pong, the client first; receives reposted as they complete.
-fn send_lat(r: &mut Rdma, size: u64, iters: u64) -> Result<Vec<u64>, PerftestError> {
-    let base = Instant::now();
-    let mut posted_t = Vec::with_capacity(iters as usize);
-    let (lkey, qpn, scq, rcq) = (r.lkey, r.qpn, r.scq, r.rcq);
-    let mut recv_posted = iters.min(RX_DEPTH);
-    let (mut scnt, mut rcnt) = (0u64, 0u64);
-    while scnt < iters || rcnt < iters {
-        // The client sends first.
-        if rcnt < iters && (scnt >= 1 || r.server) {
-            r.wait_wc(rcq, "message from the peer")?;
-            rcnt += 1;
-            if recv_posted < iters {
-                let wr = r.recv_wr(size);
-                r.with(|c| c.post_recv(qpn, wr))?
-                    .map_err(e("Couldn't post receive"))?;
-                recv_posted += 1;
-            }
-        }
-        if scnt < iters {
-            posted_t.push(now_ns(base));
-            scnt += 1;
-            let wr = SendWr::new(
-                scnt,
-                WrOpcode::Send,
-                Some(Sge {
-                    addr: BUF,
-                    length: size as u32,
-                    lkey,
-                }),
-                SendFlags::SIGNALED,
-            );
-            r.with(|c| c.post_send(qpn, wr))?
-                .map_err(e("Couldn't post send"))?;
-            r.wait_wc(scq, "SEND completion")?;
+/// What a latency loop measured: every operation's post time (counted runs), and how many
+/// completed in the sample (timed runs).
+struct LatRun {
+    posted: Vec<u64>,
+    counted: u64,
+}
+
+impl LatRun {
+    fn new(span: Span) -> LatRun {
+        let cap = match span {
+            Span::Iters(n) => n as usize,
+            Span::Timed(_) => 0,
+        };
+        LatRun {
+            posted: Vec::with_capacity(cap),
+            counted: 0,
         }
     }
-    Ok(posted_t)
+
+    /// Notes a post at `t` ns (kept only in counted runs, whose samples they are).
+    fn post(&mut self, span: Span, t: u64) {
+        if let Span::Iters(_) = span {
+            self.posted.push(t);
+        }
+    }
+
+    /// Notes a completion, counted if the clock is in its sample.
+    fn complete(&mut self, clock: Option<&Clock>) {
+        if clock.is_some_and(|c| c.phase() == Phase::Sample) {
+            self.counted += 1;
+        }
+    }
 }
 
-/// The READ of `run_iter_lat`: one at a time, all of `size` from the peer's buffer into ours.
-fn read_lat_wr(r: &Rdma, rem: &KeyMsg, id: u64, size: u64) -> SendWr {
+/// Whether a timed run's clock has reached its end.
+fn ended(clock: Option<&Clock>) -> bool {
+    clock.is_some_and(|c| c.phase() == Phase::End)
+}
+
+/// A latency test's signaled work request: `op` on our buffer's first `size` bytes.
+fn lat_wr(r: &Rdma, id: u64, op: WrOpcode, size: u64) -> SendWr {
     SendWr::new(
         id,
-        WrOpcode::RdmaRead(Remote {
-            addr: rem.vaddr,
-            rkey: Rkey(rem.rkey),
-        }),
+        op,
         Some(Sge {
             addr: BUF,
             length: size as u32,
@@ -1453,50 +1284,58 @@ fn read_lat_wr(r: &Rdma, rem: &KeyMsg, id: u64, size: u64) -> SendWr {
     )
 }
 
-/// `run_iter_lat` in DURATION mode: READs one at a time until the end, those completing in the
-/// sample counted.
-fn read_lat_timed(
-    r: &mut Rdma,
-    rem: &KeyMsg,
-    size: u64,
-    timed: Timed,
-) -> Result<u64, PerftestError> {
+/// The peer's buffer.
+fn remote(rem: &KeyMsg) -> Remote {
+    Remote {
+        addr: rem.vaddr,
+        rkey: Rkey(rem.rkey),
+    }
+}
+
+/// `run_iter_lat` for READ: one at a time, each waited for; timed, those completing in the
+/// sample counted until the end.
+fn read_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, span: Span) -> Result<LatRun, PerftestError> {
+    let base = Instant::now();
     let (qpn, scq) = (r.qpn, r.scq);
-    let clock = Clock::start(timed);
-    let mut counted = 0u64;
-    let mut id = 0u64;
-    while clock.phase() != Phase::End {
-        id += 1;
-        let wr = read_lat_wr(r, rem, id, size);
+    let clock = match span {
+        Span::Timed(t) => Some(Clock::start(t)),
+        Span::Iters(_) => None,
+    };
+    let mut run = LatRun::new(span);
+    let mut k = 0;
+    while k < span.limit() && !ended(clock.as_ref()) {
+        let wr = lat_wr(r, k, WrOpcode::RdmaRead(remote(rem)), size);
+        run.post(span, now_ns(base));
         r.with(|c| c.post_send(qpn, wr))?
             .map_err(e("Couldn't post send"))?;
-        if r.wait_wc_until(scq, "READ completion", Some(&clock))?
+        if r.wait_wc_until(scq, "READ completion", clock.as_ref())?
             .is_none()
         {
             break;
         }
-        if clock.phase() == Phase::Sample {
-            counted += 1;
-        }
+        run.complete(clock.as_ref());
+        k += 1;
     }
-    Ok(counted)
+    Ok(run)
 }
 
-/// `run_iter_lat_write` in DURATION mode: the ping-pong of counted WRITEs until the end (each
-/// side's wait gives up there), the WRITE completions of the sample counted.
-fn write_lat_timed(
-    r: &mut Rdma,
-    rem: &KeyMsg,
-    size: u64,
-    timed: Timed,
-) -> Result<u64, PerftestError> {
+/// `run_iter_lat_write`: each side WRITEs its buffer (whose last byte counts the iterations)
+/// into the peer's, and waits to see the peer's count arrive in its own; the server goes first.
+/// Timed, every wait gives up at the end and the WRITEs completing in the sample are counted.
+fn write_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, span: Span) -> Result<LatRun, PerftestError> {
+    let base = Instant::now();
     let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
     let post_at = (size - 1) as usize;
     let poll_at = (r.half + size - 1) as usize;
-    let clock = Clock::start(timed);
-    let (mut scnt, mut rcnt, mut counted) = (0u64, 0u64, 0u64);
-    'run: while clock.phase() != Phase::End {
-        if !(scnt < 1 && r.server) {
+    let clock = match span {
+        Span::Timed(t) => Some(Clock::start(t)),
+        Span::Iters(_) => None,
+    };
+    let n = span.limit();
+    let mut run = LatRun::new(span);
+    let (mut scnt, mut rcnt, mut ccnt) = (0u64, 0u64, 0u64);
+    'run: while (scnt < n || rcnt < n || ccnt < n) && !ended(clock.as_ref()) {
+        if rcnt < n && !(scnt < 1 && r.server) {
             rcnt += 1;
             let want = rcnt as u8;
             let mut last = Instant::now();
@@ -1505,7 +1344,7 @@ fn write_lat_timed(
                 if seen == Some(want) {
                     break;
                 }
-                if clock.phase() == Phase::End {
+                if ended(clock.as_ref()) {
                     break 'run;
                 }
                 if r.turn(None)?.1 {
@@ -1518,82 +1357,80 @@ fn write_lat_timed(
                 }
             }
         }
-        scnt += 1;
-        let count = scnt as u8;
-        r.with(|c| {
-            if let Some(b) = c.mr_bytes_mut(lkey).and_then(|m| m.get_mut(post_at)) {
-                *b = count;
-            }
-        })?;
-        let wr = SendWr::new(
-            scnt,
-            WrOpcode::RdmaWrite(Remote {
-                addr: rem.vaddr,
-                rkey: Rkey(rem.rkey),
-            }),
-            Some(Sge {
-                addr: BUF,
-                length: size as u32,
-                lkey,
-            }),
-            SendFlags::SIGNALED,
-        );
-        r.with(|c| c.post_send(qpn, wr))?
-            .map_err(e("Couldn't post send"))?;
-        if r.wait_wc_until(scq, "WRITE completion", Some(&clock))?
-            .is_none()
-        {
-            break;
+        if scnt < n {
+            run.post(span, now_ns(base));
+            scnt += 1;
+            let count = scnt as u8;
+            r.with(|c| {
+                if let Some(b) = c.mr_bytes_mut(lkey).and_then(|m| m.get_mut(post_at)) {
+                    *b = count;
+                }
+            })?;
+            let wr = lat_wr(r, scnt, WrOpcode::RdmaWrite(remote(rem)), size);
+            r.with(|c| c.post_send(qpn, wr))?
+                .map_err(e("Couldn't post send"))?;
         }
-        if clock.phase() == Phase::Sample {
-            counted += 1;
+        if ccnt < n {
+            if r.wait_wc_until(scq, "WRITE completion", clock.as_ref())?
+                .is_none()
+            {
+                break;
+            }
+            ccnt += 1;
+            run.complete(clock.as_ref());
         }
     }
-    Ok(counted)
+    Ok(run)
 }
 
-/// `run_iter_lat_send` in DURATION mode: the SEND ping-pong, the client first, until the end;
-/// each side's clock starts at the first SEND it receives (perftest's `set_on_first_rx_packet`)
-/// and the receives of the sample are counted.
-fn send_lat_timed(r: &mut Rdma, size: u64, timed: Timed) -> Result<u64, PerftestError> {
-    let (lkey, qpn, scq, rcq) = (r.lkey, r.qpn, r.scq, r.rcq);
+/// `run_iter_lat_send`: SEND ping-pong, the client first; receives reposted as they complete.
+/// Timed, each side's clock starts at the first SEND it receives (perftest's
+/// `set_on_first_rx_packet`), the receives of the sample are counted, and every wait gives up
+/// at the end.
+fn send_lat(r: &mut Rdma, size: u64, span: Span) -> Result<LatRun, PerftestError> {
+    let base = Instant::now();
+    let (qpn, scq, rcq) = (r.qpn, r.scq, r.rcq);
+    let n = span.limit();
+    let mut recv_posted = match span {
+        Span::Iters(n) => n.min(RX_DEPTH),
+        Span::Timed(_) => RX_DEPTH,
+    };
     let mut clock: Option<Clock> = None;
-    let (mut scnt, mut counted) = (0u64, 0u64);
-    while clock.as_ref().is_none_or(|c| c.phase() != Phase::End) {
-        if scnt >= 1 || r.server {
+    let mut run = LatRun::new(span);
+    let (mut scnt, mut rcnt) = (0u64, 0u64);
+    while (scnt < n || rcnt < n) && !ended(clock.as_ref()) {
+        // The client sends first.
+        if rcnt < n && (scnt >= 1 || r.server) {
             if r.wait_wc_until(rcq, "message from the peer", clock.as_ref())?
                 .is_none()
             {
                 break;
             }
-            let c = *clock.get_or_insert_with(|| Clock::start(timed));
-            if c.phase() == Phase::Sample {
-                counted += 1;
+            rcnt += 1;
+            if let Span::Timed(t) = span {
+                run.complete(Some(clock.get_or_insert_with(|| Clock::start(t))));
             }
-            let wr = r.recv_wr(size);
-            r.with(|c| c.post_recv(qpn, wr))?
-                .map_err(e("Couldn't post receive"))?;
+            if recv_posted < n {
+                let wr = r.recv_wr(size);
+                r.with(|c| c.post_recv(qpn, wr))?
+                    .map_err(e("Couldn't post receive"))?;
+                recv_posted += 1;
+            }
         }
-        scnt += 1;
-        let wr = SendWr::new(
-            scnt,
-            WrOpcode::Send,
-            Some(Sge {
-                addr: BUF,
-                length: size as u32,
-                lkey,
-            }),
-            SendFlags::SIGNALED,
-        );
-        r.with(|c| c.post_send(qpn, wr))?
-            .map_err(e("Couldn't post send"))?;
-        if r.wait_wc_until(scq, "SEND completion", clock.as_ref())?
-            .is_none()
-        {
-            break;
+        if scnt < n {
+            run.post(span, now_ns(base));
+            scnt += 1;
+            let wr = lat_wr(r, scnt, WrOpcode::Send, size);
+            r.with(|c| c.post_send(qpn, wr))?
+                .map_err(e("Couldn't post send"))?;
+            if r.wait_wc_until(scq, "SEND completion", clock.as_ref())?
+                .is_none()
+            {
+                break;
+            }
         }
     }
-    Ok(counted)
+    Ok(run)
 }
 
 fn connect_retry(to: SocketAddr, timeout: Duration) -> Result<TcpStream, PerftestError> {
