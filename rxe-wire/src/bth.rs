@@ -211,7 +211,7 @@ impl Repr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     // RC SEND_ONLY from rc_pingpong_send_only.pcap: SE=0, pad 0, P_Key 0xffff, QP 0x12, AckReq, PSN.
@@ -219,7 +219,8 @@ mod tests {
         0x04, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x12, 0x80, 0xc8, 0x26, 0x3b,
     ];
 
-    fn repr() -> Repr {
+    /// The BTH of that capture, for other modules' tests to start from.
+    pub(crate) fn repr() -> Repr {
         Repr {
             opcode: Opcode::RC_SEND_ONLY,
             solicited: false,

@@ -153,21 +153,16 @@ impl PacketTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Opcode, PKey, Psn, Qpn, RoceRepr, RoceV2Repr};
+    use crate::{Opcode, Psn, RoceRepr, RoceV2Repr};
     use core::net::{Ipv4Addr, Ipv6Addr};
 
     fn bth(opcode: Opcode, psn: u32) -> bth::Repr {
         bth::Repr {
             opcode,
             solicited: true,
-            mig_req: false,
-            pad_count: 0,
-            pkey: PKey(0xffff),
-            fecn: false,
-            becn: false,
-            dest_qp: Qpn::new(0x12),
             ack_req: psn.is_multiple_of(2),
             psn: Psn::new(psn),
+            ..bth::tests::repr()
         }
     }
 

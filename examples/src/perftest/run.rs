@@ -387,6 +387,23 @@ impl Rdma {
         )
     }
 
+    /// Posts a receive of `size` on QP `q`.
+    fn post_recv_on(&mut self, q: Qpn, size: u64) -> Result<(), PerftestError> {
+        let wr = self.recv_wr(size);
+        self.with(|c| c.post_recv(q, wr))?
+            .map_err(e("Couldn't post receive"))
+    }
+
+    /// Posts `n` receives of `size` on every QP: those a SEND run starts with.
+    fn post_recvs(&mut self, size: u64, n: u64) -> Result<(), PerftestError> {
+        for q in self.qps.clone() {
+            for _ in 0..n {
+                self.post_recv_on(q, size)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Posts a receive of `size` on the QP a receive just completed on (`qp_num`).
     fn repost_recv(&mut self, qp_num: u32, size: u64) -> Result<(), PerftestError> {
         let q = self
@@ -395,9 +412,7 @@ impl Rdma {
             .copied()
             .find(|q| q.value() == qp_num)
             .unwrap_or(self.qpn);
-        let wr = self.recv_wr(size);
-        self.with(|c| c.post_recv(q, wr))?
-            .map_err(e("Couldn't post receive"))
+        self.post_recv_on(q, size)
     }
 }
 
@@ -477,14 +492,18 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         .iters
         .unwrap_or(t.default_iters())
         .max(if t.is_bw() { 1 } else { 5 });
+    let span = match timed {
+        Some(tm) => Span::Timed(tm),
+        None => Span::Iters(iters),
+    };
     let tx_depth = u64::from(
         args.tx_depth
             .unwrap_or(if t.is_bw() { 128 } else { 1 })
             .max(1),
     )
     // A timed run has no iteration count to stay under.
-    .min(if timed.is_some() { u64::MAX } else { iters });
-    if timed.is_some() && t.is_bw() {
+    .min(span.limit());
+    if span.timed().is_some() && t.is_bw() {
         // perftest says so while it parses the flags, before anything else.
         let _ = writeln!(out, " WARNING: BW peak won't be measured in this run.");
     }
@@ -668,19 +687,6 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     barrier(&mut oob, &mut r, &my)?;
     // ib_send_lat and ib_send_bw post their receives and sync once per size (below).
     if !t.one_sided_bw() && t.verb() != Verb::Send {
-        if t.verb() == Verb::Send {
-            // Receives for the whole run (reposted as they complete).
-            let first = if t.is_bw() && client {
-                0
-            } else {
-                iters.min(RX_DEPTH)
-            };
-            for _ in 0..first {
-                let wr = r.recv_wr(size);
-                r.with(|c| c.post_recv(qpn, wr))?
-                    .map_err(e("Couldn't post receive"))?;
-            }
-        }
         barrier(&mut oob, &mut r, &my)?;
     }
     let _ = writeln!(out, "{RESULT_LINE}");
@@ -688,9 +694,9 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
     if t.is_bw() {
         let _ = writeln!(out, "{}", report::bw_header(args.report_gbits));
     } else if t != Test::ReadLat || client {
-        let header = match timed {
-            Some(_) => report::lat_timed_header(),
-            None => report::lat_header(),
+        let header = match span {
+            Span::Timed(_) => report::lat_timed_header(),
+            Span::Iters(_) => report::lat_header(),
         };
         let _ = writeln!(out, "{header}");
     }
@@ -703,9 +709,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
             // the sum of both directions (perftest's print_full_bw_report with the peer's).
             for &s in &sizes {
                 barrier(&mut oob, &mut r, &my)?;
-                let (b, n) = bw_run(
-                    &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
-                )?;
+                let (b, n) = bw_run(&mut r, t, &rems, s, span, tx_depth, with_peak, gbits)?;
                 if args.all {
                     // perftest's RUN_ALL (4.6 and later) syncs after every size's run too.
                     barrier(&mut oob, &mut r, &my)?;
@@ -715,9 +719,7 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         }
         (Test::ReadBw | Test::WriteBw | Test::AtomicBw, true) => {
             for &s in &sizes {
-                let (b, all) = bw_run(
-                    &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
-                )?;
+                let (b, all) = bw_run(&mut r, t, &rems, s, span, tx_depth, with_peak, gbits)?;
                 let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
                 last_report = BwReport {
                     size: s,
@@ -750,23 +752,15 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                 // The receivers' receives for the size, on every QP, then a barrier so no SEND
                 // comes first.
                 if !client || duplex {
-                    for &q in &r.qps.clone() {
-                        for _ in 0..first_recvs(iters, timed) {
-                            let wr = r.recv_wr(s);
-                            r.with(|c| c.post_recv(q, wr))?
-                                .map_err(e("Couldn't post receive"))?;
-                        }
-                    }
+                    r.post_recvs(s, first_recvs(span))?;
                 }
                 barrier(&mut oob, &mut r, &my)?;
                 if duplex {
                     // run_iter_bi: send and receive at once; then the reports swapped and
                     // summed, as for the one-sided tests.
                     r.duplex_recv = Some(s);
-                    let (b, all) = bw_run(
-                        &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
-                    )?;
-                    if timed.is_some() {
+                    let (b, all) = bw_run(&mut r, t, &rems, s, span, tx_depth, with_peak, gbits)?;
+                    if span.timed().is_some() {
                         // A timed run_iter_bi swaps no reports: each side prints its own,
                         // SENDs and receives counted together.
                         let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
@@ -778,15 +772,12 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                     }
                     continue;
                 }
-                let (b, all) = match (client, timed) {
-                    (true, _) => bw_run(
-                        &mut r, t, &rems, s, iters, tx_depth, with_peak, gbits, timed,
-                    )?,
-                    (false, Some(timed)) => send_bw_server_timed(&mut r, s, timed, gbits)?,
-                    (false, None) => (
-                        send_bw_server(&mut r, s, iters, gbits)?,
-                        iters * nqps as u64,
-                    ),
+                let (b, all) = match (client, span) {
+                    (true, _) => bw_run(&mut r, t, &rems, s, span, tx_depth, with_peak, gbits)?,
+                    (false, Span::Timed(tm)) => send_bw_server_timed(&mut r, s, tm, gbits)?,
+                    (false, Span::Iters(n)) => {
+                        (send_bw_server(&mut r, s, n, gbits)?, n * nqps as u64)
+                    }
                 };
                 let _ = writeln!(out, "{}", report::bw_row(s, all, &b));
                 if args.all {
@@ -797,10 +788,6 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
         }
         (Test::ReadLat, false) => {}
         (Test::ReadLat | Test::WriteLat | Test::SendLat, _) => {
-            let span = match timed {
-                Some(tm) => Span::Timed(tm),
-                None => Span::Iters(iters),
-            };
             for &s in &sizes {
                 let run = match t {
                     Test::ReadLat => read_lat(&mut r, &rem, s, span)?,
@@ -808,20 +795,18 @@ pub fn run(args: &PerftestArgs, out: &mut impl Write) -> Result<(), PerftestErro
                     _ => {
                         // Receives for the whole run (reposted as they complete), then a
                         // barrier so no SEND arrives before them.
-                        for _ in 0..first_recvs(iters, timed) {
-                            let wr = r.recv_wr(s);
-                            r.with(|c| c.post_recv(qpn, wr))?
-                                .map_err(e("Couldn't post receive"))?;
-                        }
+                        r.post_recvs(s, first_recvs(span))?;
                         barrier(&mut oob, &mut r, &my)?;
                         send_lat(&mut r, s, span)?
                     }
                 };
                 // READ's latency is a whole round trip; the ping-pongs' half of one.
                 let rtt_factor = if t == Test::ReadLat { 1 } else { 2 };
-                let row = match timed {
-                    Some(tm) => report::lat_timed_row(s, run.counted, tm.sample(), rtt_factor),
-                    None => report::lat_row(s, iters, &report::lat(&run.posted, rtt_factor)),
+                let row = match span {
+                    Span::Timed(tm) => {
+                        report::lat_timed_row(s, run.counted, tm.sample(), rtt_factor)
+                    }
+                    Span::Iters(n) => report::lat_row(s, n, &report::lat(&run.posted, rtt_factor)),
                 };
                 let _ = writeln!(out, "{row}");
             }
@@ -953,11 +938,8 @@ fn offset(k: u64, size: u64) -> u64 {
 
 /// Receives posted on each QP before a SEND run: as many as the run needs, at most
 /// [`RX_DEPTH`] (a timed run needs them all).
-fn first_recvs(iters: u64, timed: Option<Timed>) -> u64 {
-    match timed {
-        Some(_) => RX_DEPTH,
-        None => iters.min(RX_DEPTH),
-    }
+fn first_recvs(span: Span) -> u64 {
+    span.limit().min(RX_DEPTH)
 }
 
 /// The work request `run_iter_bw` posts for operation `k` on QP `i`: the verb at the remote
@@ -1057,36 +1039,37 @@ fn bw_run(
     t: Test,
     rems: &[KeyMsg],
     size: u64,
-    iters: u64,
+    span: Span,
     tx_depth: u64,
     with_peak: bool,
     gbits: bool,
-    timed: Option<Timed>,
 ) -> Result<(report::Bw, u64), PerftestError> {
     let cq_mod = tx_depth.min(100);
     let nq = r.qps.len();
+    let timed = span.timed();
     // Per QP: operations to post (unbounded when timed); over all QPs, for the times.
-    let n = if timed.is_some() { u64::MAX } else { iters };
-    let total = if timed.is_some() {
-        0
-    } else {
-        iters * nq as u64
+    let n = span.limit();
+    let total = match span {
+        Span::Iters(iters) => iters * nq as u64,
+        Span::Timed(_) => 0,
     };
     let mut posted_t = vec![0u64; total as usize];
     let mut done_t = vec![0u64; total as usize];
     // Per QP: posted, completed, receives posted.
     let mut scnt = vec![0u64; nq];
     let mut ccnt = vec![0u64; nq];
-    let mut rposted = vec![first_recvs(iters, timed); nq];
+    let mut rposted = vec![first_recvs(span); nq];
     let (mut totscnt, mut totccnt, mut rcnt, mut counted) = (0u64, 0u64, 0u64, 0u64);
     let base = Instant::now();
     let mut last = Instant::now();
     let (scq, rcq) = (r.scq, r.rcq);
     let qps = r.qps.clone();
     let recv = r.duplex_recv;
-    let mut clock = match timed {
-        Some(tm) if !(recv.is_some() && r.server) => Some(Clock::start(tm)),
-        _ => None,
+    // run_iter_bi: a timed server sends nothing, and starts its clock, until its first receive.
+    let mut clock = if recv.is_some() && r.server {
+        None
+    } else {
+        span.clock()
     };
     loop {
         let phase = clock.map(|c| c.phase());
@@ -1197,10 +1180,7 @@ fn send_bw_server(
         lastc = now;
         let i = qps.iter().position(|q| q.value() == wc.qp_num).unwrap_or(0);
         if posted[i] < iters {
-            let wr = r.recv_wr(size);
-            let q = qps[i];
-            r.with(|c| c.post_recv(q, wr))?
-                .map_err(e("Couldn't post receive"))?;
+            r.post_recv_on(qps[i], size)?;
             posted[i] += 1;
         }
     }
@@ -1214,7 +1194,7 @@ fn send_bw_server(
     })
 }
 
-/// How long a latency test runs: `-n` operations, or (`-D`) until its clock's end.
+/// How long a test runs: `-n` operations (on each QP), or (`-D`) until its clock's end.
 #[derive(Debug, Clone, Copy)]
 enum Span {
     Iters(u64),
@@ -1228,6 +1208,19 @@ impl Span {
             Span::Iters(n) => n,
             Span::Timed(_) => u64::MAX,
         }
+    }
+
+    /// The timing of a timed run.
+    fn timed(self) -> Option<Timed> {
+        match self {
+            Span::Timed(t) => Some(t),
+            Span::Iters(_) => None,
+        }
+    }
+
+    /// A timed run's clock, started now.
+    fn clock(self) -> Option<Clock> {
+        self.timed().map(Clock::start)
     }
 }
 
@@ -1297,10 +1290,7 @@ fn remote(rem: &KeyMsg) -> Remote {
 fn read_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, span: Span) -> Result<LatRun, PerftestError> {
     let base = Instant::now();
     let (qpn, scq) = (r.qpn, r.scq);
-    let clock = match span {
-        Span::Timed(t) => Some(Clock::start(t)),
-        Span::Iters(_) => None,
-    };
+    let clock = span.clock();
     let mut run = LatRun::new(span);
     let mut k = 0;
     while k < span.limit() && !ended(clock.as_ref()) {
@@ -1327,10 +1317,7 @@ fn write_lat(r: &mut Rdma, rem: &KeyMsg, size: u64, span: Span) -> Result<LatRun
     let (lkey, qpn, scq) = (r.lkey, r.qpn, r.scq);
     let post_at = (size - 1) as usize;
     let poll_at = (r.half + size - 1) as usize;
-    let clock = match span {
-        Span::Timed(t) => Some(Clock::start(t)),
-        Span::Iters(_) => None,
-    };
+    let clock = span.clock();
     let n = span.limit();
     let mut run = LatRun::new(span);
     let (mut scnt, mut rcnt, mut ccnt) = (0u64, 0u64, 0u64);
@@ -1391,10 +1378,7 @@ fn send_lat(r: &mut Rdma, size: u64, span: Span) -> Result<LatRun, PerftestError
     let base = Instant::now();
     let (qpn, scq, rcq) = (r.qpn, r.scq, r.rcq);
     let n = span.limit();
-    let mut recv_posted = match span {
-        Span::Iters(n) => n.min(RX_DEPTH),
-        Span::Timed(_) => RX_DEPTH,
-    };
+    let mut recv_posted = first_recvs(span);
     let mut clock: Option<Clock> = None;
     let mut run = LatRun::new(span);
     let (mut scnt, mut rcnt) = (0u64, 0u64);
@@ -1411,9 +1395,7 @@ fn send_lat(r: &mut Rdma, size: u64, span: Span) -> Result<LatRun, PerftestError
                 run.complete(Some(clock.get_or_insert_with(|| Clock::start(t))));
             }
             if recv_posted < n {
-                let wr = r.recv_wr(size);
-                r.with(|c| c.post_recv(qpn, wr))?
-                    .map_err(e("Couldn't post receive"))?;
+                r.post_recv_on(qpn, size)?;
                 recv_posted += 1;
             }
         }

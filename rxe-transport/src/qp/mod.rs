@@ -704,12 +704,11 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
         payload_len: usize,
         fill: impl FnOnce(&mut PayloadSink<'_>),
     ) -> Option<usize> {
-        let template = (self.cfg.qp_type != QpType::Ud).then_some(&mut self.template);
         emit_to(
             &self.attrs,
             &self.cfg,
             &mut self.ident,
-            template,
+            &mut self.template,
             buf,
             bth,
             ext,
@@ -843,7 +842,7 @@ pub(crate) fn emit_to(
     attrs: &Attrs,
     cfg: &QpConfig,
     ident: &mut u16,
-    template: Option<&mut Option<PacketTemplate>>,
+    template: &mut Option<PacketTemplate>,
     buf: &mut [u8],
     bth: bth::Repr,
     ext: ExtHeaders,
@@ -851,28 +850,26 @@ pub(crate) fn emit_to(
     fill: impl FnOnce(&mut PayloadSink<'_>),
 ) -> Option<usize> {
     let av = attrs.av?;
+    // The IPv4 Identification advances per packet; both ends are of one family or nothing goes.
     let id = *ident;
-    let (ip, udp) = match template {
-        Some(slot) => {
-            if slot.is_none() {
-                let (ip, udp) = headers(attrs, &av, cfg, id)?;
-                *slot = PacketTemplate::new(&ip, &udp).ok();
-            }
-            if let Some(t) = slot {
-                if t.ip_header_len() == ipv4::HEADER_LEN {
-                    *ident = id.wrapping_add(cfg.ipv4_ident_step);
-                }
-                return t
-                    .emit_with_sink(buf, id, &bth, &ext, payload_len, fill)
-                    .ok();
-            }
-            headers(attrs, &av, cfg, id)?
-        }
-        None => headers(attrs, &av, cfg, id)?,
-    };
-    if let IpRepr::V4(_) = ip {
-        *ident = id.wrapping_add(cfg.ipv4_ident_step);
+    match (av.sgid, av.dgid) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => *ident = id.wrapping_add(cfg.ipv4_ident_step),
+        (IpAddr::V6(_), IpAddr::V6(_)) => {}
+        _ => return None,
     }
+    // Connected QPs send through their rendered headers; UD addresses each request.
+    if cfg.qp_type != QpType::Ud {
+        if template.is_none() {
+            let (ip, udp) = headers(attrs, &av, cfg, id)?;
+            *template = PacketTemplate::new(&ip, &udp).ok();
+        }
+        if let Some(t) = template {
+            return t
+                .emit_with_sink(buf, id, &bth, &ext, payload_len, fill)
+                .ok();
+        }
+    }
+    let (ip, udp) = headers(attrs, &av, cfg, id)?;
     let mut bth = bth;
     bth.pad_count = rxe_wire::pad_for(payload_len);
     let repr = RoceV2Repr {

@@ -508,13 +508,11 @@ impl<const SQ: usize, const RQ: usize> Qp<SQ, RQ> {
                 memory::gather(mem_ro, lkey, addr, len, sink);
             }),
         };
-        // Connected QPs send through the rendered headers; UD addresses each request.
-        let template = (self.cfg.qp_type != super::QpType::Ud).then_some(&mut self.template);
         let n = super::emit_to(
             &attrs,
             &self.cfg,
             &mut self.ident,
-            template,
+            &mut self.template,
             buf,
             bth,
             ext,
